@@ -1,0 +1,29 @@
+# The two commands of the README: `make dev` runs the product, `make test` runs the tests.
+# Both create the virtual environment and install everything on first use.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: dev services test bench lint clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python -m pip install -e '.[embedded,test]'
+	touch $(STAMP)
+
+dev: $(STAMP)
+	$(BIN)/orchestrator dev
+
+services: $(STAMP)
+	$(BIN)/orchestrator dev --services
+
+test: $(STAMP)
+	$(BIN)/pytest
+
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .orchestrator .pytest_cache

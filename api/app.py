@@ -1,0 +1,46 @@
+"""The FastAPI application: built from a Settings object, so tests can build their own."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.auth import TokenVerifier
+from api.middleware import BodyLimitMiddleware, TraceMiddleware
+from api.problems import install_handlers
+from api.routers import identity, probes
+from core.clients import Clients
+from core.settings import Settings
+from core.telemetry import configure_tracing
+
+MAX_BODY_BYTES = 64 * 1024
+
+
+def create_app(settings: Settings) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        app.state.clients = await Clients.open(settings)
+        try:
+            yield
+        finally:
+            await app.state.clients.close()
+
+    app = FastAPI(
+        title="SLM orchestrator",
+        version="0.1.0",
+        summary="Durable, moderated conversations with a small language model.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    # Built eagerly: a missing or unreadable key must stop start-up, not fail the first call.
+    app.state.verifier = TokenVerifier(settings)
+    install_handlers(app)
+    app.include_router(probes.router)
+    app.include_router(identity.router)
+    # The middleware added last wraps the others: tracing outermost, so even a 413 has its
+    # trace id, then the body limit, which refuses before anything parses the body.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(TraceMiddleware, tracer=configure_tracing("orchestrator-api"))
+    return app

@@ -1,0 +1,47 @@
+"""`Annotated` dependency aliases, so routes declare what they need in their signature."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+
+from api.auth import Principal, TokenVerifier
+from core.clients import Clients
+from core.settings import Settings
+from core.telemetry import tenant_var
+
+
+def _settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def _clients(request: Request) -> Clients:
+    clients: Clients = request.app.state.clients
+    return clients
+
+
+async def _principal(
+    request: Request, authorization: Annotated[str | None, Header()] = None
+) -> Principal:
+    verifier: TokenVerifier = request.app.state.verifier
+    principal = await verifier.verify(authorization)
+    tenant_var.set(principal.tenant)
+    return principal
+
+
+async def _user(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
+    principal.require("user")
+    return principal
+
+
+async def _admin(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
+    principal.require("admin")
+    return principal
+
+
+SettingsDep = Annotated[Settings, Depends(_settings)]
+ClientsDep = Annotated[Clients, Depends(_clients)]
+UserPrincipal = Annotated[Principal, Depends(_user)]
+AdminPrincipal = Annotated[Principal, Depends(_admin)]

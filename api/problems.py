@@ -1,0 +1,79 @@
+"""RFC 9457 problem details: the one shape of every error the API returns."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.encoders import jsonable_encoder
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from core.errors import OrchestratorError
+from core.telemetry import trace_id_var
+
+PROBLEM_TYPE_PREFIX = "urn:orchestrator:problem:"
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
+
+
+class ProblemResponse(JSONResponse):
+    media_type = "application/problem+json"
+
+
+def problem(
+    status: int,
+    code: str,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    **extensions: Any,
+) -> ProblemResponse:
+    body = {
+        "type": PROBLEM_TYPE_PREFIX + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "trace_id": trace_id_var.get(),
+        **jsonable_encoder(extensions),
+    }
+    return ProblemResponse(body, status_code=status, headers=headers)
+
+
+def from_error(error: OrchestratorError) -> ProblemResponse:
+    headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if error.status == 401 else None
+    return problem(
+        error.status, error.code, error.title, error.detail, headers=headers, **error.extensions
+    )
+
+
+async def _orchestrator_error(_: Request, error: Exception) -> ProblemResponse:
+    assert isinstance(error, OrchestratorError)
+    return from_error(error)
+
+
+async def _validation_error(_: Request, error: Exception) -> ProblemResponse:
+    assert isinstance(error, RequestValidationError)
+    errors = [
+        {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
+        for item in error.errors()
+    ]
+    first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
+    where = ".".join(str(part) for part in first["loc"])
+    return problem(
+        422, "validation_error", "Invalid request", f"{where}: {first['msg']}", errors=errors
+    )
+
+
+async def _http_error(_: Request, error: Exception) -> ProblemResponse:
+    assert isinstance(error, StarletteHTTPException)
+    code = _HTTP_CODES.get(error.status_code, f"http_{error.status_code}")
+    title = code.replace("_", " ").capitalize()
+    return problem(error.status_code, code, title, str(error.detail), headers=error.headers)
+
+
+def install_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(OrchestratorError, _orchestrator_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

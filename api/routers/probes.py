@@ -1,0 +1,42 @@
+"""Liveness, readiness and metrics: unauthenticated, for the platform that runs us."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from fastapi import APIRouter, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from api.deps import ClientsDep
+from api.problems import problem
+from core import readiness
+
+router = APIRouter(tags=["probes"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "a dependency does not answer"}})
+async def readyz(clients: ClientsDep) -> Response:
+    results = await readiness.check_all(clients)
+    dependencies = {name: asdict(result) for name, result in results.items()}
+    failing = [name for name, result in results.items() if not result.ok]
+    if failing:
+        return problem(
+            503,
+            "not_ready",
+            "Not ready",
+            f"Not answering: {', '.join(failing)}.",
+            failing=failing,
+            dependencies=dependencies,
+        )
+    return JSONResponse({"status": "ready", "dependencies": dependencies})
+
+
+@router.get("/metrics")
+async def metrics() -> Response:
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,115 @@
+"""The `orchestrator` command (CONTRACT section 1): dev, api, worker, token.
+
+Every failure a user can hit at start-up (a bad setting, a port in use, a missing server)
+ends the command with one line on stderr that names it, and exit code 2 or 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from core.settings import ConfigurationError, Settings, load_settings
+from core.telemetry import configure_logging
+
+_DEV_PORT_FLAGS = {
+    "api": "--api-port",
+    "temporal": "--temporal-port",
+    "temporal_ui": "--temporal-ui-port",
+    "kafka": "--kafka-port",
+    "redis": "--redis-port",
+    "slm": "--slm-port",
+    "worker_metrics": "--worker-metrics-port",
+}
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or not 1 <= int(text) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port from 1 to 65535, got {text!r}")
+    return int(text)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from deploy.services import DevPorts
+
+    parser = argparse.ArgumentParser(prog="orchestrator", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    dev = commands.add_parser("dev", help="run the whole product on embedded servers")
+    dev.add_argument("--services", action="store_true", help="only the four servers")
+    dev.add_argument("--data-dir", type=Path, default=None, help="default: ORCH_DATA_DIR")
+    defaults = DevPorts()
+    for field, flag in _DEV_PORT_FLAGS.items():
+        dev.add_argument(flag, dest=field, type=_port, default=getattr(defaults, field))
+
+    commands.add_parser("api", help="serve the HTTP API (uvicorn)")
+    worker = commands.add_parser("worker", help="run the Temporal worker(s)")
+    worker.add_argument("--queue", default=None, help="serve only this task queue")
+
+    token = commands.add_parser("token", help="print a signed bearer token for the dev key")
+    token.add_argument("--tenant", required=True)
+    token.add_argument("--role", required=True, choices=["user", "admin"])
+    token.add_argument("--subject", default=None)
+    token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
+    try:
+        settings = load_settings(**({"data_dir": args.data_dir} if getattr(args, "data_dir", None) else {}))
+        configure_logging(settings.log_level, service=f"orchestrator-{args.command}")
+        _run(args, settings)
+    except ConfigurationError as error:
+        _fail(f"configuration error: {error}", code=2)
+    except KeyboardInterrupt:
+        pass
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> None:
+    if args.command == "dev":
+        _dev(args, settings)
+    elif args.command == "api":
+        from api.server import serve
+
+        serve(settings)
+    elif args.command == "worker":
+        from worker.main import run_worker
+
+        asyncio.run(run_worker(settings, args.queue))
+    elif args.command == "token":
+        _token(args, settings)
+
+
+def _dev(args: argparse.Namespace, settings: Settings) -> None:
+    from deploy.dev import run_dev
+    from deploy.process import ServiceFailed
+    from deploy.services import DevPorts, MissingBinary
+
+    ports = DevPorts(**{field: getattr(args, field) for field in _DEV_PORT_FLAGS})
+    try:
+        asyncio.run(run_dev(settings.data_dir, ports, services_only=args.services))
+    except (ServiceFailed, MissingBinary) as error:
+        _fail(str(error), code=1)
+
+
+def _token(args: argparse.Namespace, settings: Settings) -> None:
+    from core.tokens import TENANT_PATTERN, mint_token
+
+    if not TENANT_PATTERN.match(args.tenant):
+        _fail(f"--tenant must match {TENANT_PATTERN.pattern}, got {args.tenant!r}", code=2)
+    if args.ttl <= 0:
+        _fail("--ttl must be a positive number of seconds", code=2)
+    print(mint_token(settings, tenant=args.tenant, roles=[args.role], subject=args.subject,
+                     ttl_seconds=args.ttl))
+
+
+def _fail(message: str, code: int) -> None:
+    print(f"orchestrator: {message}", file=sys.stderr)
+    sys.exit(code)
+
+
+if __name__ == "__main__":
+    main()

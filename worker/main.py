@@ -1,0 +1,77 @@
+"""`orchestrator worker`: serves the orchestrator task queues until SIGTERM, then drains.
+
+Two workers share one client: ORCH_TASK_QUEUE (workflows and light activities) and
+ORCH_SLM_TASK_QUEUE (the SLM calls), so either can be scaled alone with `--queue`.
+The Temporal SDK's own metrics are served on ORCH_WORKER_METRICS_ADDRESS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from contextlib import AsyncExitStack
+from datetime import timedelta
+
+from temporalio.client import Client
+from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.worker import Worker
+
+from activities.events import EventPublisher
+from activities.slm import SlmActivities
+from core.settings import ConfigurationError, Settings
+
+log = logging.getLogger("orchestrator.worker")
+_GRACEFUL_SHUTDOWN = timedelta(seconds=20)
+
+
+async def run_worker(settings: Settings, queue: str | None = None) -> None:
+    queues = [settings.task_queue, settings.slm_task_queue]
+    if queue is not None and queue not in queues:
+        raise ConfigurationError(f"--queue: expected one of {queues}, got {queue!r}")
+    client = await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        runtime=_runtime(settings),
+    )
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+
+    async with AsyncExitStack() as resources:
+        workers = []
+        if queue in (None, settings.task_queue):
+            publisher = EventPublisher(settings)
+            resources.push_async_callback(publisher.close)
+            workers.append(_worker(client, settings.task_queue, activities=[publisher.publish]))
+        if queue in (None, settings.slm_task_queue):
+            slm = SlmActivities(settings)
+            resources.push_async_callback(slm.close)
+            workers.append(_worker(client, settings.slm_task_queue, activities=[slm.complete]))
+        for worker in workers:
+            await resources.enter_async_context(worker)
+        log.info("worker serving %s", [w.task_queue for w in workers])
+        await stop.wait()
+        log.info("stopping: finishing running tasks (up to %ss)", _GRACEFUL_SHUTDOWN.seconds)
+    log.info("worker stopped")
+
+
+def _worker(client: Client, task_queue: str, **registered: list[object]) -> Worker:
+    return Worker(
+        client,
+        task_queue=task_queue,
+        graceful_shutdown_timeout=_GRACEFUL_SHUTDOWN,
+        **registered,  # type: ignore[arg-type]
+    )
+
+
+def _runtime(settings: Settings) -> Runtime:
+    if not settings.worker_metrics_address:
+        return Runtime.default()
+    return Runtime(
+        telemetry=TelemetryConfig(
+            metrics=PrometheusConfig(bind_address=settings.worker_metrics_address)
+        )
+    )
+
