@@ -1,0 +1,99 @@
+"""Session fixtures: the real embedded stack (Temporal, Tansu, Valkey, llama.cpp, worker, API).
+
+Started once per test session on free ports with the launcher's own code (EmbeddedStack),
+so the tests exercise exactly what `orchestrator dev` runs.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import pytest_asyncio
+from temporalio.client import Client
+
+from core.settings import Settings
+from core.tokens import mint_token
+from deploy.services import DevPorts
+from deploy.stack import EmbeddedStack
+
+
+def free_ports(count: int) -> list[int]:
+    """Ports nobody listens on now; held open together so the kernel gives distinct ones."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+
+
+def free_dev_ports() -> DevPorts:
+    api, temporal, ui, kafka, redis, slm, metrics = free_ports(7)
+    return DevPorts(api, temporal, ui, kafka, redis, slm, metrics)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmbeddedStack]:
+    embedded = EmbeddedStack(tmp_path_factory.mktemp("stack"), free_dev_ports())
+    await embedded.start()
+    try:
+        yield embedded
+    finally:
+        await embedded.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(stack: EmbeddedStack) -> Settings:
+    return stack.settings
+
+
+@pytest.fixture(scope="session")
+def api_url(stack: EmbeddedStack) -> str:
+    return stack.urls()["api_url"]
+
+
+@pytest_asyncio.fixture
+async def api(api_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=api_url, timeout=30) as client:
+        yield client
+
+
+@pytest_asyncio.fixture(scope="session")
+async def temporal(settings: Settings) -> Client:
+    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+
+
+@pytest.fixture(scope="session")
+def token(settings: Settings) -> Callable[..., str]:
+    """`token("acme", "admin")`: a bearer token signed with the stack's dev key."""
+
+    def make(tenant: str = "acme", role: str = "user", **claims: object) -> str:
+        return mint_token(settings, tenant=tenant, roles=[role], **claims)  # type: ignore[arg-type]
+
+    return make
+
+
+@pytest.fixture
+def run_cli() -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
+    """Run `orchestrator ...` as a user would, with extra environment, and capture its output."""
+
+    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "core.cli", *args],
+            env={**os.environ, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            cwd=Path(__file__).parent.parent,
+        )
+
+    yield run

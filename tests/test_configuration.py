@@ -1,0 +1,70 @@
+"""A bad setting stops start-up with one line naming the variable (CONTRACT section 2)."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from collections.abc import Callable
+
+import pytest
+
+from tests.conftest import free_ports
+
+RunCli = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "reason"),
+    [
+        ("ORCH_API_PORT", "70000", "less than or equal to 65535"),
+        ("ORCH_API_PORT", "http", "valid integer"),
+        ("ORCH_REDIS_URL", "not a url", "URL"),
+        ("ORCH_SLM_BASE_URL", "ftp//nowhere", "URL"),
+        ("ORCH_TEMPORAL_ADDRESS", "localhost", "host:port"),
+        ("ORCH_KAFKA_BOOTSTRAP", "broker:99999", "host:port"),
+        ("ORCH_AUTH_KEY_FILE", "/nonexistent/key.pem", "no such file"),
+        ("ORCH_POLICY_FILE", "/nonexistent/policy.json", "no such file"),
+        ("ORCH_AUTH_JWKS_URL", "jwks", "URL"),
+        ("ORCH_AUTH_ALGORITHMS", '["HS256"]', "symmetric"),
+    ],
+)
+@pytest.mark.parametrize("command", ["api", "worker"])
+def test_bad_value_stops_start_up_naming_the_variable(
+    run_cli: RunCli, command: str, variable: str, value: str, reason: str
+) -> None:
+    result = run_cli(command, env={variable: value})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"orchestrator: configuration error: {variable}:")
+    assert reason in lines[0]
+
+
+def test_worker_refuses_an_unknown_queue(run_cli: RunCli) -> None:
+    result = run_cli("worker", "--queue", "nope", env={"ORCH_TEMPORAL_ADDRESS": "127.0.0.1:1"})
+    assert result.returncode == 2
+    assert "--queue" in result.stderr and "nope" in result.stderr
+
+
+def test_dev_names_a_port_in_use_with_its_flag(run_cli: RunCli, tmp_path: object) -> None:
+    ports = free_ports(7)
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", ports[3]))
+        squatter.listen()
+        result = run_cli(
+            "dev", "--services", "--data-dir", str(tmp_path),
+            "--api-port", str(ports[0]), "--temporal-port", str(ports[1]),
+            "--temporal-ui-port", str(ports[2]), "--kafka-port", str(ports[3]),
+            "--redis-port", str(ports[4]), "--slm-port", str(ports[5]),
+            "--worker-metrics-port", str(ports[6]),
+        )
+    assert result.returncode == 1
+    assert result.stderr.strip().splitlines()[-1] == (
+        f"orchestrator: port {ports[3]} for kafka is in use; choose another with --kafka-port"
+    )
+
+
+def test_dev_refuses_a_port_out_of_range(run_cli: RunCli) -> None:
+    result = run_cli("dev", "--redis-port", "0")
+    assert result.returncode == 2
+    assert "--redis-port" in result.stderr
