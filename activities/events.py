@@ -75,7 +75,11 @@ async def ensure_topics(settings: Settings) -> None:
     try:
         existing = set(await admin.list_topics())
         wanted = [settings.conversation_events_topic, settings.training_audit_topic]
-        missing = [NewTopic(name, num_partitions=1, replication_factor=1) for name in wanted if name not in existing]
+        missing = [
+            NewTopic(name, num_partitions=1, replication_factor=1)
+            for name in wanted
+            if name not in existing
+        ]
         if missing:
             try:
                 await admin.create_topics(missing)

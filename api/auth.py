@@ -28,7 +28,9 @@ class Principal:
     def require(self, role: str) -> None:
         # An admin of a tenant may do everything a user of it may.
         if role not in self.roles and not (role == "user" and "admin" in self.roles):
-            raise Forbidden(f"This route needs the '{role}' role; the token has {sorted(self.roles)}.")
+            raise Forbidden(
+                f"This route needs the '{role}' role; the token has {sorted(self.roles)}."
+            )
 
 
 class TokenVerifier:
@@ -46,10 +48,12 @@ class TokenVerifier:
     async def verify(self, authorization: str | None) -> Principal:
         token = _bearer(authorization)
         try:
-            key = self._dev_key
             if self._jwks is not None:
                 # PyJWKClient fetches over blocking HTTP (and caches): keep it off the loop.
                 key = (await run_in_threadpool(self._jwks.get_signing_key_from_jwt, token)).key
+            else:
+                assert self._dev_key is not None
+                key = self._dev_key
             claims = jwt.decode(
                 token,
                 key,
@@ -68,7 +72,9 @@ class TokenVerifier:
 
 def _bearer(authorization: str | None) -> str:
     if not authorization:
-        raise Unauthenticated("Send 'Authorization: Bearer <token>'; get one with `orchestrator token`.")
+        raise Unauthenticated(
+            "Send 'Authorization: Bearer <token>'; get one with `orchestrator token`."
+        )
     scheme, _, token = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
         raise Unauthenticated("The Authorization header must be 'Bearer <token>'.")

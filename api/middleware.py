@@ -73,7 +73,9 @@ class TraceMiddleware:
             else:
                 log.exception("unhandled error on %s %s", scope["method"], scope["path"])
                 response = problem(
-                    500, "internal_error", "Internal error",
+                    500,
+                    "internal_error",
+                    "Internal error",
                     "The server failed to handle this request; report the trace id.",
                 )
             if not response_started:

@@ -59,7 +59,9 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> None:
     args = _parser().parse_args(argv)
     try:
-        settings = load_settings(**({"data_dir": args.data_dir} if getattr(args, "data_dir", None) else {}))
+        settings = load_settings(
+            **({"data_dir": args.data_dir} if getattr(args, "data_dir", None) else {})
+        )
         configure_logging(settings.log_level, service=f"orchestrator-{args.command}")
         _run(args, settings)
     except ConfigurationError as error:
@@ -102,8 +104,15 @@ def _token(args: argparse.Namespace, settings: Settings) -> None:
         _fail(f"--tenant must match {TENANT_PATTERN.pattern}, got {args.tenant!r}", code=2)
     if args.ttl <= 0:
         _fail("--ttl must be a positive number of seconds", code=2)
-    print(mint_token(settings, tenant=args.tenant, roles=[args.role], subject=args.subject,
-                     ttl_seconds=args.ttl))
+    print(
+        mint_token(
+            settings,
+            tenant=args.tenant,
+            roles=[args.role],
+            subject=args.subject,
+            ttl_seconds=args.ttl,
+        )
+    )
 
 
 def _fail(message: str, code: int) -> None:

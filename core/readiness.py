@@ -60,7 +60,7 @@ async def check(clients: Clients, name: str) -> CheckResult:
     started = time.perf_counter()
     try:
         await asyncio.wait_for(CHECKS[name](clients), clients.settings.readiness_timeout_seconds)
-    except Exception as error:  # any failure means "not ready"; the reason is reported
+    except Exception as error:  # noqa: BLE001 - any failure means "not ready"; the reason is reported
         reason = str(error) or type(error).__name__
         return CheckResult(False, _elapsed_ms(started), reason.splitlines()[0][:200])
     return CheckResult(True, _elapsed_ms(started))

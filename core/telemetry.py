@@ -62,7 +62,9 @@ def configure_tracing(service: str) -> trace.Tracer:
     the standard OTEL_* environment of an exporter the operator installs.
     """
     if not isinstance(trace.get_tracer_provider(), TracerProvider):
-        trace.set_tracer_provider(TracerProvider(resource=Resource.create({"service.name": service})))
+        trace.set_tracer_provider(
+            TracerProvider(resource=Resource.create({"service.name": service}))
+        )
     return trace.get_tracer(service)
 
 
@@ -72,4 +74,3 @@ def current_trace_id() -> str:
     if context.is_valid:
         return format(context.trace_id, "032x")
     return trace_id_var.get()
-

@@ -46,7 +46,7 @@ def load_or_create_key(path: Path) -> ec.EllipticCurvePrivateKey:
             staging.unlink()
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise ValueError(f"{path} is not an EC private key")
+        raise TypeError(f"{path} is not an EC private key")
     return key
 
 

@@ -8,8 +8,8 @@ import signal
 import sys
 from pathlib import Path
 
-from deploy.stack import INFRASTRUCTURE, PRODUCT, EmbeddedStack
 from deploy.services import DevPorts
+from deploy.stack import INFRASTRUCTURE, PRODUCT, EmbeddedStack
 
 _LABELS = {
     "api_url": "API",

@@ -66,7 +66,7 @@ class ManagedProcess:
             try:
                 await self.service.ready()
                 return
-            except Exception as error:  # not ready yet: remember why, try again
+            except Exception as error:  # noqa: BLE001 - not ready yet: remember why, try again
                 last_error = str(error).splitlines()[0] if str(error) else type(error).__name__
             await asyncio.sleep(0.25)
         raise ServiceFailed(

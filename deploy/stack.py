@@ -70,30 +70,41 @@ class EmbeddedStack:
         settings, ports = self.settings, self.ports
         builders = {
             "temporal": lambda: Service(
-                "temporal", services.temporal_argv(settings, ports),
+                "temporal",
+                services.temporal_argv(settings, ports),
                 {"--temporal-port": ports.temporal, "--temporal-ui-port": ports.temporal_ui},
                 self._temporal_ready,
             ),
             "kafka": lambda: Service(
-                "kafka", services.kafka_argv(ports), {"--kafka-port": ports.kafka},
+                "kafka",
+                services.kafka_argv(ports),
+                {"--kafka-port": ports.kafka},
                 lambda: self._check("kafka"),
             ),
             "redis": lambda: Service(
-                "redis", services.redis_argv(settings, ports), {"--redis-port": ports.redis},
+                "redis",
+                services.redis_argv(settings, ports),
+                {"--redis-port": ports.redis},
                 lambda: self._check("redis"),
             ),
             "slm": lambda: Service(
-                "slm", services.slm_argv(settings, ports), {"--slm-port": ports.slm},
-                lambda: self._check("slm"), start_timeout=180,
+                "slm",
+                services.slm_argv(settings, ports),
+                {"--slm-port": ports.slm},
+                lambda: self._check("slm"),
+                start_timeout=180,
             ),
             "worker": lambda: Service(
-                "worker", services.product_argv("worker"),
+                "worker",
+                services.product_argv("worker"),
                 {"--worker-metrics-port": ports.worker_metrics},
                 lambda: self._http_ok(f"http://{settings.worker_metrics_address}/metrics"),
                 env=self.environment,
             ),
             "api": lambda: Service(
-                "api", services.product_argv("api"), {"--api-port": ports.api},
+                "api",
+                services.product_argv("api"),
+                {"--api-port": ports.api},
                 lambda: self._http_ok(f"{self.urls()['api_url']}/readyz"),
                 env=self.environment,
             ),
@@ -144,4 +155,3 @@ def _check_ports_free(service: Service) -> None:
                 raise ServiceFailed(
                     f"port {port} for {service.name} is {reason}; choose another with {flag}"
                 ) from None
-

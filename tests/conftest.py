@@ -86,9 +86,12 @@ def token(settings: Settings) -> Callable[..., str]:
 def run_cli() -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
     """Run `orchestrator ...` as a user would, with extra environment, and capture its output."""
 
-    def run(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str, env: dict[str, str] | None = None, timeout: float = 60
+    ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
             [sys.executable, "-m", "core.cli", *args],
+            check=False,
             env={**os.environ, **(env or {})},
             capture_output=True,
             text=True,

@@ -29,7 +29,9 @@ class ProbeWorkflow:
     async def run(self, probe: ProbeInput) -> Completion:
         completion: Completion = await workflow.execute_activity(
             "slm.complete",
-            CompletionRequest(messages=[ChatMessage("user", probe.prompt)], max_tokens=probe.max_tokens),
+            CompletionRequest(
+                messages=[ChatMessage("user", probe.prompt)], max_tokens=probe.max_tokens
+            ),
             task_queue=probe.slm_task_queue,
             start_to_close_timeout=timedelta(seconds=120),
             heartbeat_timeout=timedelta(seconds=10),

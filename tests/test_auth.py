@@ -23,9 +23,13 @@ from core.tokens import load_or_create_key
 def _claims(settings: Settings, **overrides: object) -> dict[str, object]:
     now = int(time.time())
     claims: dict[str, object] = {
-        "sub": "alice", "tenant": "acme", "roles": ["user"],
-        "iss": settings.auth_issuer, "aud": settings.auth_audience,
-        "iat": now, "exp": now + 300,
+        "sub": "alice",
+        "tenant": "acme",
+        "roles": ["user"],
+        "iss": settings.auth_issuer,
+        "aud": settings.auth_audience,
+        "iat": now,
+        "exp": now + 300,
     }
     claims.update(overrides)
     return {name: value for name, value in claims.items() if value is not None}
@@ -51,8 +55,10 @@ def _forged(header: dict[str, str], claims: dict[str, object], secret: bytes | N
 
 def _refused_tokens(settings: Settings) -> dict[str, str]:
     stranger = ec.generate_private_key(ec.SECP256R1())
-    public_pem = load_or_create_key(settings.signing_key_path).public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    public_pem = (
+        load_or_create_key(settings.signing_key_path)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )
     return {
         "bad signature": jwt.encode(_claims(settings), stranger, algorithm="ES256"),
@@ -72,9 +78,17 @@ def _refused_tokens(settings: Settings) -> dict[str, str]:
 
 
 CASES = [
-    "bad signature", "expired", "wrong issuer", "wrong audience", "alg none",
-    "hs256 keyed with the public key", "no exp", "no tenant", "malformed tenant",
-    "roles not a list", "not a jwt",
+    "bad signature",
+    "expired",
+    "wrong issuer",
+    "wrong audience",
+    "alg none",
+    "hs256 keyed with the public key",
+    "no exp",
+    "no tenant",
+    "malformed tenant",
+    "roles not a list",
+    "not a jwt",
 ]
 
 
@@ -88,7 +102,9 @@ async def test_no_token_is_401_with_a_hint(api: httpx.AsyncClient) -> None:
     assert body["trace_id"] == response.headers["x-trace-id"]
 
 
-async def test_not_a_bearer_scheme_is_401(api: httpx.AsyncClient, token: Callable[..., str]) -> None:
+async def test_not_a_bearer_scheme_is_401(
+    api: httpx.AsyncClient, token: Callable[..., str]
+) -> None:
     response = await api.get("/v1/whoami", headers={"Authorization": f"Basic {token()}"})
     assert response.status_code == 401
 
@@ -111,7 +127,9 @@ async def test_valid_token_identifies_tenant_and_roles(
     assert response.json() == {"subject": "bob", "tenant": "globex", "roles": ["admin"]}
 
 
-async def test_token_without_a_known_role_is_403(api: httpx.AsyncClient, settings: Settings) -> None:
+async def test_token_without_a_known_role_is_403(
+    api: httpx.AsyncClient, settings: Settings
+) -> None:
     response = await api.get(
         "/v1/whoami", headers={"Authorization": f"Bearer {_signed(settings, roles=['auditor'])}"}
     )
@@ -120,10 +138,18 @@ async def test_token_without_a_known_role_is_403(api: httpx.AsyncClient, setting
 
 
 async def test_cli_token_is_accepted_by_the_api(
-    api: httpx.AsyncClient, settings: Settings, run_cli: Callable[..., subprocess.CompletedProcess[str]]
+    api: httpx.AsyncClient,
+    settings: Settings,
+    run_cli: Callable[..., subprocess.CompletedProcess[str]],
 ) -> None:
     result = run_cli(
-        "token", "--tenant", "initech", "--role", "user", "--ttl", "120",
+        "token",
+        "--tenant",
+        "initech",
+        "--role",
+        "user",
+        "--ttl",
+        "120",
         env={"ORCH_DATA_DIR": str(settings.data_dir)},
     )
     assert result.returncode == 0, result.stderr
@@ -135,7 +161,9 @@ async def test_cli_token_is_accepted_by_the_api(
     assert claims["exp"] - claims["iat"] == 120
 
 
-async def test_cli_token_refuses_a_malformed_tenant(run_cli: Callable[..., subprocess.CompletedProcess[str]]) -> None:
+async def test_cli_token_refuses_a_malformed_tenant(
+    run_cli: Callable[..., subprocess.CompletedProcess[str]],
+) -> None:
     result = run_cli("token", "--tenant", "Not Valid", "--role", "user")
     assert result.returncode == 2
     assert "--tenant" in result.stderr

@@ -52,11 +52,24 @@ def test_dev_names_a_port_in_use_with_its_flag(run_cli: RunCli, tmp_path: object
         squatter.bind(("127.0.0.1", ports[3]))
         squatter.listen()
         result = run_cli(
-            "dev", "--services", "--data-dir", str(tmp_path),
-            "--api-port", str(ports[0]), "--temporal-port", str(ports[1]),
-            "--temporal-ui-port", str(ports[2]), "--kafka-port", str(ports[3]),
-            "--redis-port", str(ports[4]), "--slm-port", str(ports[5]),
-            "--worker-metrics-port", str(ports[6]),
+            "dev",
+            "--services",
+            "--data-dir",
+            str(tmp_path),
+            "--api-port",
+            str(ports[0]),
+            "--temporal-port",
+            str(ports[1]),
+            "--temporal-ui-port",
+            str(ports[2]),
+            "--kafka-port",
+            str(ports[3]),
+            "--redis-port",
+            str(ports[4]),
+            "--slm-port",
+            str(ports[5]),
+            "--worker-metrics-port",
+            str(ports[6]),
         )
     assert result.returncode == 1
     assert result.stderr.strip().splitlines()[-1] == (

@@ -19,13 +19,20 @@ from temporalio.client import Client, WorkflowExecutionStatus
 from tests.conftest import free_dev_ports
 
 EXPECTED_KEYS = {
-    "api_url", "temporal_address", "temporal_ui_url", "kafka_bootstrap",
-    "redis_url", "slm_base_url", "data_dir",
+    "api_url",
+    "temporal_address",
+    "temporal_ui_url",
+    "kafka_bootstrap",
+    "redis_url",
+    "slm_base_url",
+    "data_dir",
 }
 
 
 @asynccontextmanager
-async def running_dev(data_dir: Path, *extra: str) -> AsyncIterator[tuple[dict[str, str], list[psutil.Process]]]:
+async def running_dev(
+    data_dir: Path, *extra: str
+) -> AsyncIterator[tuple[dict[str, str], list[psutil.Process]]]:
     """Run `orchestrator dev` until it has written dev.json; stop it with Ctrl-C (SIGINT) after.
 
     Yields dev.json and every process it started, and checks on the way out that the
@@ -33,14 +40,32 @@ async def running_dev(data_dir: Path, *extra: str) -> AsyncIterator[tuple[dict[s
     """
     ports = free_dev_ports()
     flags = [
-        "--data-dir", str(data_dir), "--api-port", str(ports.api),
-        "--temporal-port", str(ports.temporal), "--temporal-ui-port", str(ports.temporal_ui),
-        "--kafka-port", str(ports.kafka), "--redis-port", str(ports.redis),
-        "--slm-port", str(ports.slm), "--worker-metrics-port", str(ports.worker_metrics),
+        "--data-dir",
+        str(data_dir),
+        "--api-port",
+        str(ports.api),
+        "--temporal-port",
+        str(ports.temporal),
+        "--temporal-ui-port",
+        str(ports.temporal_ui),
+        "--kafka-port",
+        str(ports.kafka),
+        "--redis-port",
+        str(ports.redis),
+        "--slm-port",
+        str(ports.slm),
+        "--worker-metrics-port",
+        str(ports.worker_metrics),
     ]
     launcher = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "core.cli", "dev", *flags, *extra,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "core.cli",
+        "dev",
+        *flags,
+        *extra,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
     )
     dev_file = data_dir / "dev.json"
     children: list[psutil.Process] = []
@@ -82,7 +107,9 @@ async def test_restart_keeps_temporal_history_and_redis_keys(tmp_path: Path) -> 
     async with running_dev(tmp_path, "--services") as (dev, _):
         client = await Client.connect(dev["temporal_address"])
         # No worker serves this queue: the workflow simply stays open, in the SQLite store.
-        await client.start_workflow("NobodyRunsThis", id=workflow_id, task_queue=f"idle-{uuid.uuid4()}")
+        await client.start_workflow(
+            "NobodyRunsThis", id=workflow_id, task_queue=f"idle-{uuid.uuid4()}"
+        )
         redis = Redis.from_url(dev["redis_url"])
         await redis.set("kept-key", "kept-value")
         await redis.aclose()

@@ -77,7 +77,9 @@ async def test_body_over_64_kib_is_413_before_parsing(
     client: httpx.AsyncClient, token: Callable[..., str]
 ) -> None:
     # Not even valid JSON: a 413 (not a 422) proves the body was refused before parsing.
-    response = await client.post("/v1/test/notes", content=b"x" * (64 * 1024 + 1), headers=_auth(token))
+    response = await client.post(
+        "/v1/test/notes", content=b"x" * (64 * 1024 + 1), headers=_auth(token)
+    )
     assert response.status_code == 413
     assert response.headers["content-type"] == "application/problem+json"
     assert TRACE_ID.match(response.headers["x-trace-id"])

@@ -64,4 +64,6 @@ async def test_metrics_exposes_request_counters(api: httpx.AsyncClient) -> None:
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
     assert 'orchestrator_requests_total{decision="allowed",route="/healthz"}' in response.text
-    assert 'orchestrator_request_duration_seconds_bucket{le="0.005",route="/healthz"}' in response.text
+    assert (
+        'orchestrator_request_duration_seconds_bucket{le="0.005",route="/healthz"}' in response.text
+    )

@@ -60,20 +60,39 @@ async def test_worker_serves_the_slm_and_event_queues(temporal: Client, settings
 
 async def test_sigterm_lets_a_running_slm_call_finish(temporal: Client, settings: Settings) -> None:
     queue = f"slm-{uuid.uuid4()}"
-    env = {**os.environ, "ORCH_SLM_TASK_QUEUE": queue, "ORCH_WORKER_METRICS_ADDRESS": "",
-           **{f"ORCH_{k.upper()}": str(v) for k, v in {
-               "temporal_address": settings.temporal_address,
-               "slm_base_url": settings.slm_url,
-               "redis_url": settings.redis_url,
-               "kafka_bootstrap": settings.kafka_bootstrap,
-           }.items()}}
+    env = {
+        **os.environ,
+        "ORCH_SLM_TASK_QUEUE": queue,
+        "ORCH_WORKER_METRICS_ADDRESS": "",
+        **{
+            f"ORCH_{k.upper()}": str(v)
+            for k, v in {
+                "temporal_address": settings.temporal_address,
+                "slm_base_url": settings.slm_url,
+                "redis_url": settings.redis_url,
+                "kafka_bootstrap": settings.kafka_bootstrap,
+            }.items()
+        },
+    }
     worker = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "core.cli", "worker", "--queue", queue,
-        env=env, stderr=asyncio.subprocess.PIPE,
+        sys.executable,
+        "-m",
+        "core.cli",
+        "worker",
+        "--queue",
+        queue,
+        env=env,
+        stderr=asyncio.subprocess.PIPE,
     )
     workflow_queue = f"probe-{uuid.uuid4()}"
-    probe = ProbeInput("Count from one to fifty in words.", 160, queue, settings.task_queue,
-                       settings.conversation_events_topic, f"drain-{uuid.uuid4()}")
+    probe = ProbeInput(
+        "Count from one to fifty in words.",
+        160,
+        queue,
+        settings.task_queue,
+        settings.conversation_events_topic,
+        f"drain-{uuid.uuid4()}",
+    )
     async with Worker(temporal, task_queue=workflow_queue, workflows=[ProbeWorkflow]):
         handle = await temporal.start_workflow(
             ProbeWorkflow.run, probe, id=f"probe-{uuid.uuid4()}", task_queue=workflow_queue
@@ -81,7 +100,10 @@ async def test_sigterm_lets_a_running_slm_call_finish(temporal: Client, settings
         async with asyncio.timeout(60):
             while True:  # wait until the worker process has the SLM call in hand
                 pending = (await handle.describe()).raw_description.pending_activities
-                if pending and pending[0].state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED:
+                if (
+                    pending
+                    and pending[0].state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+                ):
                     break
                 await asyncio.sleep(0.05)
         worker.send_signal(signal.SIGTERM)

@@ -74,4 +74,3 @@ def _runtime(settings: Settings) -> Runtime:
             metrics=PrometheusConfig(bind_address=settings.worker_metrics_address)
         )
     )
-
