@@ -7,6 +7,7 @@ workflows. Temporal owns the retries, so the HTTP client makes none of its own.
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 
 from openai import AsyncOpenAI
@@ -38,6 +39,7 @@ class Completion:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str
+    duration_seconds: float = 0.0
 
 
 class SlmActivities:
@@ -55,6 +57,7 @@ class SlmActivities:
 
     @activity.defn(name="slm.complete")
     async def complete(self, request: CompletionRequest) -> Completion:
+        started = time.perf_counter()
         heartbeats = asyncio.create_task(_heartbeat_until_done())
         try:
             response = await self._client.chat.completions.create(
@@ -73,6 +76,7 @@ class SlmActivities:
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
             finish_reason=choice.finish_reason or "stop",
+            duration_seconds=time.perf_counter() - started,
         )
 
 

@@ -9,9 +9,12 @@ from fastapi import FastAPI
 
 from api.auth import TokenVerifier
 from api.middleware import BodyLimitMiddleware, TraceMiddleware
+from api.policy import PolicyMiddleware
 from api.problems import install_handlers
-from api.routers import identity, probes
+from api.routers import conversations, identity, probes
 from core.clients import Clients
+from core.policy import load_policy
+from core.policy_registry import ActivePolicy
 from core.settings import Settings
 from core.telemetry import configure_tracing
 
@@ -22,6 +25,7 @@ def create_app(settings: Settings) -> FastAPI:
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.clients = await Clients.open(settings)
+        app.state.active_policy = ActivePolicy(app.state.clients.redis, policy)
         try:
             yield
         finally:
@@ -34,13 +38,17 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.settings = settings
+    policy = load_policy(settings.policy_file)
     # Built eagerly: a missing or unreadable key must stop start-up, not fail the first call.
     app.state.verifier = TokenVerifier(settings)
     install_handlers(app)
     app.include_router(probes.router)
     app.include_router(identity.router)
+    app.include_router(conversations.router)
     # The middleware added last wraps the others: tracing outermost, so even a 413 has its
-    # trace id, then the body limit, which refuses before anything parses the body.
+    # trace id; then the policy check, which refuses a mismatch before anything starts; then
+    # the body limit, which refuses before anything parses the body.
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(PolicyMiddleware)
     app.add_middleware(TraceMiddleware, tracer=configure_tracing("orchestrator-api"))
     return app

@@ -38,3 +38,19 @@ class PayloadTooLarge(OrchestratorError):
 
 class DependencyUnavailable(OrchestratorError):
     status, code, title = 503, "dependency_unavailable", "A dependency is unavailable"
+
+
+class InvalidRequest(OrchestratorError):
+    status, code, title = 422, "validation_error", "Invalid request"
+
+
+class SessionClosed(OrchestratorError):
+    status, code, title = 409, "session_closed", "Session closed"
+
+
+class TurnNotRunning(OrchestratorError):
+    status, code, title = 409, "turn_not_running", "Turn already ended"
+
+
+class PolicyMismatch(OrchestratorError):
+    status, code, title = 409, "policy_mismatch", "Policy mismatch"

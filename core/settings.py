@@ -60,6 +60,13 @@ class Settings(BaseSettings):
 
     policy_file: Path | None = None
 
+    conversation_idle_timeout_seconds: float = Field(default=86400.0, gt=0)
+    #: Recent turns sent to the SLM as context, bounded by this many (estimated) tokens.
+    context_token_budget: int = Field(default=1024, ge=64)
+    max_reply_tokens: int = Field(default=256, ge=1, le=4096)
+    #: Continue-as-new after this many turns of one run; 0 leaves it to Temporal's suggestion.
+    conversation_turns_per_run: int = Field(default=0, ge=0)
+
     #: Where the worker exposes the Temporal SDK's Prometheus metrics; empty turns it off.
     worker_metrics_address: str = "127.0.0.1:9464"
     readiness_timeout_seconds: float = Field(default=2.0, gt=0, le=30)

@@ -17,9 +17,15 @@ from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
+from redis.asyncio import Redis
+
 from activities.events import EventPublisher
+from activities.moderation import ModerationActivities
 from activities.slm import SlmActivities
+from core import policy_registry
+from core.policy import load_policy
 from core.settings import ConfigurationError, Settings
+from workflows.conversation import ConversationWorkflow
 
 log = logging.getLogger("orchestrator.worker")
 _GRACEFUL_SHUTDOWN = timedelta(seconds=20)
@@ -39,12 +45,25 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
+    policy = load_policy(settings.policy_file)
     async with AsyncExitStack() as resources:
         workers = []
         if queue in (None, settings.task_queue):
+            redis = Redis.from_url(str(settings.redis_url))
+            resources.push_async_callback(redis.aclose)
+            publishing = asyncio.create_task(policy_registry.publish_until_done(redis, policy))
+            resources.callback(publishing.cancel)
             publisher = EventPublisher(settings)
             resources.push_async_callback(publisher.close)
-            workers.append(_worker(client, settings.task_queue, activities=[publisher.publish]))
+            moderation = ModerationActivities(policy)
+            workers.append(
+                _worker(
+                    client,
+                    settings.task_queue,
+                    workflows=[ConversationWorkflow],
+                    activities=[publisher.publish, moderation.check],
+                )
+            )
         if queue in (None, settings.slm_task_queue):
             slm = SlmActivities(settings)
             resources.push_async_callback(slm.close)

@@ -1,0 +1,175 @@
+"""Conversation routes: a turn is an update (with start) on the session's workflow."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Path, Request, Response, status
+from opentelemetry.propagate import inject
+from temporalio.client import WithStartWorkflowOperation
+from temporalio.common import (
+    SearchAttributeKey,
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+
+from api.deps import ClientsDep, SettingsDep, UserPrincipal
+from api.metrics import MODERATION_VERDICTS, TURN_DURATION
+from api.schemas import (
+    SESSION_ID_PATTERN,
+    ConversationOut,
+    FeedbackRequest,
+    StepRequest,
+    StepResponse,
+)
+from api.temporal_errors import temporal_errors
+from core.errors import InvalidRequest, SessionClosed
+from core.settings import Settings
+from core.telemetry import current_trace_id, session_id_var
+from workflows.conversation import ConversationWorkflow
+from workflows.turns import (
+    CloseRequest,
+    ConversationSettings,
+    ConversationState,
+    ConversationView,
+    Feedback,
+    TurnRequest,
+    TurnResult,
+)
+
+router = APIRouter(prefix="/v1/conversation", tags=["conversations"])
+TENANT = SearchAttributeKey.for_keyword("Tenant")
+SESSION_ID = SearchAttributeKey.for_keyword("SessionId")
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)]
+SessionId = Annotated[str, Path(pattern=SESSION_ID_PATTERN)]
+
+
+def workflow_id(tenant: str, session_id: str) -> str:
+    return f"conversation:{tenant}:{session_id}"
+
+
+def _traceparent() -> str:
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    return carrier.get("traceparent", "")
+
+
+def _start(settings: Settings, tenant: str, session_id: str) -> WithStartWorkflowOperation:  # type: ignore[type-arg]
+    conversation = ConversationSettings(
+        tenant=tenant,
+        session_id=session_id,
+        slm_task_queue=settings.slm_task_queue,
+        events_topic=settings.conversation_events_topic,
+        idle_timeout_seconds=settings.conversation_idle_timeout_seconds,
+        context_token_budget=settings.context_token_budget,
+        max_reply_tokens=settings.max_reply_tokens,
+        turns_per_run=settings.conversation_turns_per_run,
+    )
+    return WithStartWorkflowOperation(
+        ConversationWorkflow.run,
+        ConversationState(settings=conversation),
+        id=workflow_id(tenant, session_id),
+        task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        # A closed session stays closed: its id is never started again.
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        search_attributes=TypedSearchAttributes(
+            [SearchAttributePair(TENANT, tenant), SearchAttributePair(SESSION_ID, session_id)]
+        ),
+    )
+
+
+def _observe(result: TurnResult, started: float) -> None:
+    TURN_DURATION.labels(stage="total").observe(time.perf_counter() - started)
+    for stage, seconds in result.timings.items():
+        TURN_DURATION.labels(stage=stage).observe(seconds)
+    for check in result.checks:
+        MODERATION_VERDICTS.labels(
+            stage=check.checked_stage, category=check.category or "none", decision=check.decision
+        ).inc()
+
+
+@router.post("/step")
+async def step(
+    body: StepRequest,
+    principal: UserPrincipal,
+    clients: ClientsDep,
+    settings: SettingsDep,
+    request: Request,
+    response: Response,
+    idempotency_key: IdempotencyKey = None,
+) -> StepResponse:
+    session_id = body.session_id or uuid.uuid4().hex
+    session_id_var.set(session_id)
+    turn = TurnRequest(
+        message=body.message,
+        metadata=body.metadata,
+        idempotency_key=idempotency_key,
+        trace_id=current_trace_id(),
+        traceparent=_traceparent(),
+    )
+    started = time.perf_counter()
+    with temporal_errors(session_id):
+        result: TurnResult = await clients.temporal.execute_update_with_start_workflow(
+            ConversationWorkflow.step,
+            turn,
+            start_workflow_operation=_start(settings, principal.tenant, session_id),
+        )
+    _observe(result, started)
+    request.state.decision = "refused" if result.status == "refused" else "allowed"
+    response.headers["X-Policy-Verdict"] = result.verdict.decision
+    return StepResponse.of(result)
+
+
+async def _view(clients: ClientsDep, tenant: str, session_id: str) -> ConversationView:
+    session_id_var.set(session_id)
+    handle = clients.temporal.get_workflow_handle(workflow_id(tenant, session_id))
+    with temporal_errors(session_id):
+        view: ConversationView = await handle.query(ConversationWorkflow.view)
+    return view
+
+
+@router.get("/{session_id}")
+async def get_conversation(
+    session_id: SessionId, principal: UserPrincipal, clients: ClientsDep
+) -> ConversationOut:
+    return ConversationOut.of(await _view(clients, principal.tenant, session_id))
+
+
+@router.post("/{session_id}/feedback", status_code=status.HTTP_202_ACCEPTED)
+async def feedback(
+    session_id: SessionId, body: FeedbackRequest, principal: UserPrincipal, clients: ClientsDep
+) -> dict[str, object]:
+    view = await _view(clients, principal.tenant, session_id)
+    if view.status == "closed":
+        raise SessionClosed(f"Session {session_id} is closed; feedback is no longer taken.")
+    if body.turn > view.turn_count:
+        raise InvalidRequest(
+            f"Session {session_id} has no turn {body.turn} (it has {view.turn_count})."
+        )
+    handle = clients.temporal.get_workflow_handle(workflow_id(principal.tenant, session_id))
+    with temporal_errors(session_id):
+        await handle.signal(
+            ConversationWorkflow.feedback,
+            Feedback(body.turn, body.rating, body.comment, current_trace_id(), _traceparent()),
+        )
+    return {"session_id": session_id, "turn": body.turn, "accepted": True}
+
+
+@router.post("/{session_id}/close")
+async def close(
+    session_id: SessionId, principal: UserPrincipal, clients: ClientsDep
+) -> ConversationOut:
+    view = await _view(clients, principal.tenant, session_id)
+    if view.status == "active":
+        handle = clients.temporal.get_workflow_handle(workflow_id(principal.tenant, session_id))
+        with temporal_errors(session_id):
+            view = await handle.execute_update(
+                ConversationWorkflow.close,
+                CloseRequest(trace_id=current_trace_id(), traceparent=_traceparent()),
+            )
+    return ConversationOut.of(view)

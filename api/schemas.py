@@ -1,0 +1,139 @@
+"""Request and response bodies of the conversation routes (CONTRACT section 4)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from activities.moderation import Verdict
+from workflows.turns import ConversationView, TurnRecord, TurnResult
+
+SESSION_ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
+MAX_METADATA_BYTES = 4096
+
+
+class StepRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    session_id: str | None = Field(default=None, pattern=SESSION_ID_PATTERN)
+    message: str = Field(min_length=1, max_length=8000)
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("metadata")
+    @classmethod
+    def _small(cls, metadata: dict[str, Any]) -> dict[str, Any]:
+        size = len(json.dumps(metadata, separators=(",", ":")).encode())
+        if size > MAX_METADATA_BYTES:
+            raise ValueError(f"metadata is {size} bytes; at most {MAX_METADATA_BYTES} are allowed")
+        return metadata
+
+
+class FeedbackRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    turn: int = Field(ge=1)
+    rating: Literal[-1, 1]
+    comment: str = Field(default="", max_length=2000)
+
+
+class VerdictOut(BaseModel):
+    decision: Literal["allow", "refuse"]
+    stage: Literal["input", "output"] | None
+    category: str | None
+    policy_version: str
+    constitution_hash: str
+
+    @classmethod
+    def of(cls, verdict: Verdict) -> VerdictOut:
+        return cls(
+            decision=verdict.decision,  # type: ignore[arg-type]
+            stage=verdict.stage,  # type: ignore[arg-type]
+            category=verdict.category,
+            policy_version=verdict.policy_version,
+            constitution_hash=verdict.constitution_hash,
+        )
+
+
+class UsageOut(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class StepResponse(BaseModel):
+    session_id: str
+    turn: int
+    status: Literal["completed", "refused"]
+    reply: str
+    verdict: VerdictOut
+    usage: UsageOut
+    training_mode: bool
+    trace_id: str
+    workflow_id: str
+    run_id: str
+
+    @classmethod
+    def of(cls, result: TurnResult) -> StepResponse:
+        return cls(
+            session_id=result.session_id,
+            turn=result.turn,
+            status=result.status,  # type: ignore[arg-type]
+            reply=result.reply,
+            verdict=VerdictOut.of(result.verdict),
+            usage=UsageOut(
+                prompt_tokens=result.usage.prompt_tokens,
+                completion_tokens=result.usage.completion_tokens,
+            ),
+            training_mode=result.training_mode,
+            trace_id=result.trace_id,
+            workflow_id=result.workflow_id,
+            run_id=result.run_id,
+        )
+
+
+class TurnOut(BaseModel):
+    turn: int
+    message: str
+    reply: str
+    status: str
+    verdict: VerdictOut
+    trace_id: str
+    started_at: str
+    completed_at: str
+
+    @classmethod
+    def of(cls, record: TurnRecord) -> TurnOut:
+        return cls(
+            turn=record.turn,
+            message=record.message,
+            reply=record.reply,
+            status=record.status,
+            verdict=VerdictOut.of(record.verdict),
+            trace_id=record.trace_id,
+            started_at=record.started_at,
+            completed_at=record.completed_at,
+        )
+
+
+class ConversationOut(BaseModel):
+    session_id: str
+    status: Literal["active", "closed"]
+    turns: list[TurnOut]
+    training_mode: bool
+    workflow_id: str
+    run_id: str
+    turn_count: int
+    #: Turns older than `turns` that continue-as-new no longer carries.
+    earlier_turns: int
+
+    @classmethod
+    def of(cls, view: ConversationView) -> ConversationOut:
+        return cls(
+            session_id=view.session_id,
+            status=view.status,  # type: ignore[arg-type]
+            turns=[TurnOut.of(record) for record in view.turns],
+            training_mode=view.training_mode,
+            workflow_id=view.workflow_id,
+            run_id=view.run_id,
+            turn_count=view.turn_count,
+            earlier_turns=view.earlier_turns,
+        )

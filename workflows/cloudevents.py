@@ -1,0 +1,74 @@
+"""CloudEvents 1.0 (structured mode) for conversation events (CONTRACT section 5).
+
+Pure functions of workflow state: the same logical event always gets the same `id`
+(a UUIDv5 of workflow id, kind and sequence), so a retried publish repeats it and
+consumers deduplicate on it.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.events import PublishRequest
+    from activities.moderation import Verdict
+
+_EVENT_NAMESPACE = uuid.UUID("6f1e3c1e-3d7a-4c55-9a8e-6c1b0c7f5a10")
+
+
+def event_id(workflow_id: str, kind: str, sequence: int) -> str:
+    return str(uuid.uuid5(_EVENT_NAMESPACE, f"{workflow_id}/{kind}/{sequence}"))
+
+
+def public_verdict(verdict: Verdict) -> dict[str, Any]:
+    """The verdict as CONTRACT section 4 shows it (no internal fields)."""
+    return {
+        "decision": verdict.decision,
+        "stage": verdict.stage,
+        "category": verdict.category,
+        "policy_version": verdict.policy_version,
+        "constitution_hash": verdict.constitution_hash,
+    }
+
+
+def conversation_event(
+    *,
+    topic: str,
+    tenant: str,
+    session_id: str,
+    event_type: str,
+    event_id: str,
+    time: datetime,
+    traceparent: str,
+    data: dict[str, Any],
+    policy: Verdict,
+    decision: str | None = None,
+) -> PublishRequest:
+    """`policy` names the policy in force; `decision` is set on turn events only."""
+    value = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": f"/orchestrator/tenants/{tenant}/conversations",
+        "type": event_type,
+        "time": time.isoformat().replace("+00:00", "Z"),
+        "subject": session_id,
+        "datacontenttype": "application/json",
+        "data": data,
+        "tenant": tenant,
+        "traceparent": traceparent,
+        "policyversion": policy.policy_version,
+        "constitutionhash": policy.constitution_hash,
+    }
+    headers = {
+        "event_id": event_id,
+        "tenant": tenant,
+        "traceparent": traceparent,
+        "constitution_hash": policy.constitution_hash,
+    }
+    if decision is not None:
+        headers["policy_verdict"] = decision
+    return PublishRequest(topic=topic, key=session_id, value=value, headers=headers)

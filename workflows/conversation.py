@@ -1,0 +1,354 @@
+"""ConversationWorkflow: one per session (`conversation:<tenant>:<session_id>`).
+
+A turn arrives as the `step` update (the first one starts the workflow: update-with-start).
+Turns run one at a time in arrival order under a workflow lock. Events go to an outbox
+that the main loop publishes in order, so a broker outage never fails or delays a turn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy, SearchAttributeKey
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.moderation import ModerationRequest, Verdict
+    from activities.slm import ChatMessage, Completion, CompletionRequest
+    from workflows.cloudevents import conversation_event, event_id, public_verdict
+    from workflows.turns import (
+        CloseRequest,
+        ConversationState,
+        ConversationView,
+        Feedback,
+        TurnRecord,
+        TurnRequest,
+        TurnResult,
+        Usage,
+    )
+
+TURN_COUNT = SearchAttributeKey.for_int("TurnCount")
+LAST_VERDICT = SearchAttributeKey.for_keyword("LastVerdict")
+POLICY_VERSION = SearchAttributeKey.for_keyword("PolicyVersion")
+TRAINING_MODE = SearchAttributeKey.for_bool("TrainingMode")
+
+#: What continue-as-new carries: enough to answer the transcript and replays, small enough
+#: to stay far below Temporal's payload limits.
+CARRIED_TURNS = 100
+CARRIED_IDEMPOTENCY_KEYS = 256
+_PUBLISH_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10)
+)
+_SLM_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    maximum_interval=timedelta(seconds=5),
+    maximum_attempts=5,
+)
+SYSTEM_PROMPT = "You are a helpful, concise assistant."
+
+
+class SessionClosed(ApplicationError):
+    def __init__(self) -> None:
+        super().__init__(
+            "This session is closed; start a new one.", type="session_closed", non_retryable=True
+        )
+
+
+@workflow.defn
+class ConversationWorkflow:
+    @workflow.init
+    def __init__(self, state: ConversationState) -> None:
+        self.state = state
+        self._lock = asyncio.Lock()
+        if not state.last_activity:
+            state.last_activity = workflow.now().isoformat()
+
+    @workflow.run
+    async def run(self, state: ConversationState) -> ConversationView:
+        while True:
+            try:
+                await workflow.wait_condition(
+                    lambda: bool(self.state.outbox) or self._should_end_run(),
+                    timeout=max(self._idle_left(), timedelta(seconds=1)),
+                )
+            except TimeoutError:
+                if not self._lock.locked() and self._idle_left() <= timedelta(0):
+                    await self._close("idle timeout", traceparent="")
+                continue
+            await self._publish_outbox()
+            if self._lock.locked() or not self._should_end_run():
+                continue
+            await workflow.wait_condition(workflow.all_handlers_finished)
+            if self.state.status == "closed":
+                await self._publish_outbox()
+                if not self.state.outbox:
+                    return self.view()
+            else:
+                workflow.continue_as_new(self._carried())
+
+    @workflow.update
+    async def step(self, request: TurnRequest) -> TurnResult:
+        async with self._lock:
+            key = request.idempotency_key
+            if key and key in self.state.idempotency:
+                return self.state.idempotency[key]
+            if self.state.status == "closed":
+                raise SessionClosed()
+            result = await self._turn(request)
+            if key:
+                self.state.idempotency[key] = result
+            return result
+
+    @step.validator
+    def _validate_step(self, request: TurnRequest) -> None:
+        replay = request.idempotency_key in self.state.idempotency
+        if self.state.status == "closed" and not replay:
+            raise SessionClosed()
+        if not request.message.strip():
+            raise ApplicationError("The message is empty.", type="invalid_request")
+
+    @workflow.update
+    async def close(self, request: CloseRequest) -> ConversationView:
+        async with self._lock:  # after the turn in progress, never in the middle of it
+            if self.state.status != "closed":
+                await self._close(request.reason, request.traceparent)
+        return self.view()
+
+    @workflow.signal
+    def feedback(self, feedback: Feedback) -> None:
+        if not 1 <= feedback.turn <= self.state.turn_count or self.state.policy is None:
+            workflow.logger.warning("feedback for unknown turn %s ignored", feedback.turn)
+            return
+        self.state.feedback_count += 1
+        for record in self.state.turns:
+            if record.turn == feedback.turn:
+                record.feedback.append(feedback)
+        self._emit(
+            "conversation.feedback",
+            event_id(workflow.info().workflow_id, "feedback", self.state.feedback_count),
+            feedback.traceparent,
+            {"session_id": self.state.settings.session_id, "turn": feedback.turn,
+             "rating": feedback.rating, "comment": feedback.comment, "trace_id": feedback.trace_id},
+            self.state.policy,
+        )  # fmt: skip
+
+    @workflow.query
+    def view(self) -> ConversationView:
+        info = workflow.info()
+        return ConversationView(
+            session_id=self.state.settings.session_id,
+            status=self.state.status,
+            turns=self.state.turns,
+            training_mode=False,
+            workflow_id=info.workflow_id,
+            run_id=info.run_id,
+            turn_count=self.state.turn_count,
+            earlier_turns=self.state.earlier_turns,
+        )
+
+    async def _turn(self, request: TurnRequest) -> TurnResult:
+        self.state.turn_count += 1
+        number = self.state.turn_count
+        started = workflow.now()
+        self._touch()
+        checks = [await self._moderate(request.message, "input")]
+        usage, timings = Usage(), {"input_moderation": checks[0].duration_seconds}
+        if checks[0].decision == "refuse":
+            status, reply = "refused", checks[0].message
+        else:
+            completion = await self._complete(request, number, started)
+            usage = Usage(completion.prompt_tokens, completion.completion_tokens)
+            timings["slm"] = completion.duration_seconds
+            checks.append(await self._moderate(completion.text, "output"))
+            timings["output_moderation"] = checks[-1].duration_seconds
+            refused = checks[-1].decision == "refuse"
+            status, reply = (
+                ("refused", checks[-1].message) if refused else ("completed", completion.text)
+            )
+        verdict = checks[-1]
+        record = TurnRecord(
+            turn=number, message=request.message, reply=reply, status=status, verdict=verdict,
+            trace_id=request.trace_id, started_at=_iso(started), completed_at=_iso(workflow.now()),
+            usage=usage,
+        )  # fmt: skip
+        self._record(record, request.traceparent)
+        info = workflow.info()
+        return TurnResult(
+            session_id=self.state.settings.session_id, turn=number, status=status, reply=reply,
+            verdict=verdict, usage=usage, training_mode=False, trace_id=request.trace_id,
+            workflow_id=info.workflow_id, run_id=info.run_id, checks=checks, timings=timings,
+        )  # fmt: skip
+
+    async def _complete(self, request: TurnRequest, number: int, started: datetime) -> Completion:
+        policy = self.state.policy
+        assert policy is not None  # set by the input check
+        try:
+            return await workflow.execute_activity(
+                "slm.complete",
+                CompletionRequest(
+                    messages=self._context(request.message),
+                    max_tokens=self.state.settings.max_reply_tokens,
+                    headers={
+                        "X-Policy-Version": policy.policy_version,
+                        "X-Constitution-Hash": policy.constitution_hash,
+                    },
+                ),  # fmt: skip
+                task_queue=self.state.settings.slm_task_queue,
+                start_to_close_timeout=timedelta(seconds=120),
+                heartbeat_timeout=timedelta(seconds=10),
+                retry_policy=_SLM_RETRY,
+                result_type=Completion,
+            )
+        except ActivityError as error:
+            failed = TurnRecord(
+                turn=number, message=request.message, reply="", status="failed", verdict=policy,
+                trace_id=request.trace_id, started_at=_iso(started), completed_at=_iso(workflow.now()),
+            )  # fmt: skip
+            self._record(failed, request.traceparent)
+            raise ApplicationError(
+                "The language model did not answer; the turn failed. Retry in a moment.",
+                type="slm_unavailable",
+                non_retryable=True,
+            ) from error
+
+    async def _moderate(self, text: str, stage: str) -> Verdict:
+        verdict: Verdict = await workflow.execute_local_activity(
+            "moderation.check",
+            ModerationRequest(text=text, stage=stage),
+            start_to_close_timeout=timedelta(seconds=10),
+            result_type=Verdict,
+        )
+        self.state.policy = verdict
+        return verdict
+
+    def _context(self, message: str) -> list[ChatMessage]:
+        """The system prompt, the most recent exchanges that fit the token budget, the message."""
+        budget = (
+            self.state.settings.context_token_budget - _tokens(SYSTEM_PROMPT) - _tokens(message)
+        )
+        history: list[ChatMessage] = []
+        for record in reversed(self.state.turns):
+            if record.status != "completed":
+                continue
+            cost = _tokens(record.message) + _tokens(record.reply)
+            if cost > budget:
+                break
+            budget -= cost
+            history[:0] = [
+                ChatMessage("user", record.message),
+                ChatMessage("assistant", record.reply),
+            ]
+        return [ChatMessage("system", SYSTEM_PROMPT), *history, ChatMessage("user", message)]
+
+    def _record(self, record: TurnRecord, traceparent: str) -> None:
+        self.state.turns.append(record)
+        workflow.upsert_search_attributes(
+            [
+                TURN_COUNT.value_set(record.turn),
+                LAST_VERDICT.value_set(record.verdict.decision),
+                POLICY_VERSION.value_set(record.verdict.policy_version),
+                TRAINING_MODE.value_set(record.training_mode),
+            ]
+        )
+        kind = {"completed": "completed", "refused": "refused", "failed": "failed"}[record.status]
+        self._emit(
+            f"conversation.turn.{kind}",
+            event_id(workflow.info().workflow_id, "turn", record.turn),
+            traceparent,
+            {"session_id": self.state.settings.session_id, "turn": record.turn,
+             "status": record.status, "message": record.message, "reply": record.reply,
+             "verdict": public_verdict(record.verdict),
+             "usage": {"prompt_tokens": record.usage.prompt_tokens,
+                       "completion_tokens": record.usage.completion_tokens},
+             "training_mode": record.training_mode, "training_fence": None,
+             "trace_id": record.trace_id},
+            record.verdict,
+            decision=record.verdict.decision,
+        )  # fmt: skip
+        self._touch()
+
+    async def _close(self, reason: str, traceparent: str) -> None:
+        self.state.status = "closed"
+        policy = self.state.policy or await self._moderate("", "input")
+        self._emit(
+            "conversation.closed",
+            event_id(workflow.info().workflow_id, "closed", 1),
+            traceparent,
+            {"session_id": self.state.settings.session_id, "reason": reason,
+             "turns": self.state.turn_count},
+            policy,
+        )  # fmt: skip
+
+    def _emit(
+        self, kind: str, identifier: str, traceparent: str, data: dict[str, object],
+        policy: Verdict, decision: str | None = None,
+    ) -> None:  # fmt: skip
+        settings = self.state.settings
+        self.state.outbox.append(
+            conversation_event(
+                topic=settings.events_topic,
+                tenant=settings.tenant,
+                session_id=settings.session_id,
+                event_type=kind,
+                event_id=identifier,
+                time=workflow.now(),
+                traceparent=traceparent,
+                data=data,
+                policy=policy,
+                decision=decision,
+            )  # fmt: skip
+        )
+
+    async def _publish_outbox(self) -> None:
+        """Publish queued events oldest first; on a long broker outage keep them and come back."""
+        while self.state.outbox:
+            try:
+                await workflow.execute_activity(
+                    "events.publish",
+                    self.state.outbox[0],
+                    start_to_close_timeout=timedelta(seconds=30),
+                    schedule_to_close_timeout=timedelta(minutes=10),
+                    retry_policy=_PUBLISH_RETRY,
+                )
+            except ActivityError:
+                workflow.logger.warning("event publishing is failing; will retry")
+                await workflow.sleep(timedelta(seconds=10))
+                return
+            self.state.outbox.pop(0)
+
+    def _should_end_run(self) -> bool:
+        per_run = self.state.settings.turns_per_run
+        turns_this_run = self.state.turn_count - self.state.run_started_at_turn
+        return (
+            self.state.status == "closed"
+            or workflow.info().is_continue_as_new_suggested()
+            or (per_run > 0 and turns_this_run >= per_run)
+        )
+
+    def _carried(self) -> ConversationState:
+        state = self.state
+        dropped = max(0, len(state.turns) - CARRIED_TURNS)
+        state.earlier_turns += dropped
+        state.turns = state.turns[dropped:]
+        keys = list(state.idempotency)[-CARRIED_IDEMPOTENCY_KEYS:]
+        state.idempotency = {key: state.idempotency[key] for key in keys}
+        state.run_started_at_turn = state.turn_count
+        return state
+
+    def _touch(self) -> None:
+        self.state.last_activity = workflow.now().isoformat()
+
+    def _idle_left(self) -> timedelta:
+        idle = timedelta(seconds=self.state.settings.idle_timeout_seconds)
+        return idle - (workflow.now() - datetime.fromisoformat(self.state.last_activity))
+
+
+def _tokens(text: str) -> int:
+    # About four characters a token for English; the budget is a bound, not a bill.
+    return len(text) // 4 + 4
+
+
+def _iso(moment: datetime) -> str:
+    return moment.isoformat().replace("+00:00", "Z")

@@ -1,0 +1,126 @@
+"""The dataclasses a conversation workflow takes, keeps and returns.
+
+One input in, one result out for every run, update, signal and query, so fields can be
+added (with defaults) without breaking running workflows.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.events import PublishRequest
+    from activities.moderation import Verdict
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+
+@dataclass
+class TurnRequest:
+    message: str
+    metadata: dict[str, Any] = field(default_factory=dict)
+    idempotency_key: str | None = None
+    trace_id: str = ""
+    traceparent: str = ""
+
+
+@dataclass
+class TurnResult:
+    session_id: str
+    turn: int
+    status: str  # "completed" or "refused"
+    reply: str
+    verdict: Verdict
+    usage: Usage
+    training_mode: bool
+    trace_id: str
+    workflow_id: str
+    run_id: str
+    #: Every moderation check of the turn, in order (input, then output if reached).
+    checks: list[Verdict] = field(default_factory=list)
+    #: Seconds spent per stage, for orchestrator_turn_duration_seconds.
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass
+class TurnRecord:
+    turn: int
+    message: str
+    reply: str
+    status: str
+    verdict: Verdict
+    trace_id: str
+    started_at: str
+    completed_at: str
+    usage: Usage = field(default_factory=Usage)
+    training_mode: bool = False
+    feedback: list[Feedback] = field(default_factory=list)
+
+
+@dataclass
+class Feedback:
+    turn: int
+    rating: int
+    comment: str = ""
+    trace_id: str = ""
+    traceparent: str = ""
+
+
+@dataclass
+class CloseRequest:
+    reason: str = "closed by client"
+    trace_id: str = ""
+    traceparent: str = ""
+
+
+@dataclass
+class ConversationSettings:
+    """What the API decides at start; carried unchanged across continue-as-new."""
+
+    tenant: str
+    session_id: str
+    slm_task_queue: str
+    events_topic: str
+    idle_timeout_seconds: float = 86400.0
+    context_token_budget: int = 1024
+    max_reply_tokens: int = 256
+    #: Continue as new after this many turns in one run; 0: only when Temporal suggests it.
+    turns_per_run: int = 0
+
+
+@dataclass
+class ConversationState:
+    """Everything a run knows; continue-as-new passes it whole to the next run."""
+
+    settings: ConversationSettings
+    turns: list[TurnRecord] = field(default_factory=list)
+    #: Turns dropped from `turns` to keep the carried state small; numbering never restarts.
+    earlier_turns: int = 0
+    turn_count: int = 0
+    idempotency: dict[str, TurnResult] = field(default_factory=dict)
+    outbox: list[PublishRequest] = field(default_factory=list)
+    feedback_count: int = 0
+    status: str = "active"
+    last_activity: str = ""
+    #: The verdict of the latest check: names the policy in force for events.
+    policy: Verdict | None = None
+    run_started_at_turn: int = 0
+
+
+@dataclass
+class ConversationView:
+    session_id: str
+    status: str
+    turns: list[TurnRecord]
+    training_mode: bool
+    workflow_id: str
+    run_id: str
+    turn_count: int
+    earlier_turns: int
