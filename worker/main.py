@@ -13,11 +13,10 @@ import signal
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
+from redis.asyncio import Redis
 from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
-
-from redis.asyncio import Redis
 
 from activities.events import EventPublisher
 from activities.moderation import ModerationActivities

@@ -129,10 +129,15 @@ class ConversationWorkflow:
             "conversation.feedback",
             event_id(workflow.info().workflow_id, "feedback", self.state.feedback_count),
             feedback.traceparent,
-            {"session_id": self.state.settings.session_id, "turn": feedback.turn,
-             "rating": feedback.rating, "comment": feedback.comment, "trace_id": feedback.trace_id},
+            {
+                "session_id": self.state.settings.session_id,
+                "turn": feedback.turn,
+                "rating": feedback.rating,
+                "comment": feedback.comment,
+                "trace_id": feedback.trace_id,
+            },
             self.state.policy,
-        )  # fmt: skip
+        )
 
     @workflow.query
     def view(self) -> ConversationView:
@@ -169,17 +174,32 @@ class ConversationWorkflow:
             )
         verdict = checks[-1]
         record = TurnRecord(
-            turn=number, message=request.message, reply=reply, status=status, verdict=verdict,
-            trace_id=request.trace_id, started_at=_iso(started), completed_at=_iso(workflow.now()),
+            turn=number,
+            message=request.message,
+            reply=reply,
+            status=status,
+            verdict=verdict,
+            trace_id=request.trace_id,
+            started_at=_iso(started),
+            completed_at=_iso(workflow.now()),
             usage=usage,
-        )  # fmt: skip
+        )
         self._record(record, request.traceparent)
         info = workflow.info()
         return TurnResult(
-            session_id=self.state.settings.session_id, turn=number, status=status, reply=reply,
-            verdict=verdict, usage=usage, training_mode=False, trace_id=request.trace_id,
-            workflow_id=info.workflow_id, run_id=info.run_id, checks=checks, timings=timings,
-        )  # fmt: skip
+            session_id=self.state.settings.session_id,
+            turn=number,
+            status=status,
+            reply=reply,
+            verdict=verdict,
+            usage=usage,
+            training_mode=False,
+            trace_id=request.trace_id,
+            workflow_id=info.workflow_id,
+            run_id=info.run_id,
+            checks=checks,
+            timings=timings,
+        )
 
     async def _complete(self, request: TurnRequest, number: int, started: datetime) -> Completion:
         policy = self.state.policy
@@ -194,7 +214,7 @@ class ConversationWorkflow:
                         "X-Policy-Version": policy.policy_version,
                         "X-Constitution-Hash": policy.constitution_hash,
                     },
-                ),  # fmt: skip
+                ),
                 task_queue=self.state.settings.slm_task_queue,
                 start_to_close_timeout=timedelta(seconds=120),
                 heartbeat_timeout=timedelta(seconds=10),
@@ -203,9 +223,15 @@ class ConversationWorkflow:
             )
         except ActivityError as error:
             failed = TurnRecord(
-                turn=number, message=request.message, reply="", status="failed", verdict=policy,
-                trace_id=request.trace_id, started_at=_iso(started), completed_at=_iso(workflow.now()),
-            )  # fmt: skip
+                turn=number,
+                message=request.message,
+                reply="",
+                status="failed",
+                verdict=policy,
+                trace_id=request.trace_id,
+                started_at=_iso(started),
+                completed_at=_iso(workflow.now()),
+            )
             self._record(failed, request.traceparent)
             raise ApplicationError(
                 "The language model did not answer; the turn failed. Retry in a moment.",
@@ -257,16 +283,24 @@ class ConversationWorkflow:
             f"conversation.turn.{kind}",
             event_id(workflow.info().workflow_id, "turn", record.turn),
             traceparent,
-            {"session_id": self.state.settings.session_id, "turn": record.turn,
-             "status": record.status, "message": record.message, "reply": record.reply,
-             "verdict": public_verdict(record.verdict),
-             "usage": {"prompt_tokens": record.usage.prompt_tokens,
-                       "completion_tokens": record.usage.completion_tokens},
-             "training_mode": record.training_mode, "training_fence": None,
-             "trace_id": record.trace_id},
+            {
+                "session_id": self.state.settings.session_id,
+                "turn": record.turn,
+                "status": record.status,
+                "message": record.message,
+                "reply": record.reply,
+                "verdict": public_verdict(record.verdict),
+                "usage": {
+                    "prompt_tokens": record.usage.prompt_tokens,
+                    "completion_tokens": record.usage.completion_tokens,
+                },
+                "training_mode": record.training_mode,
+                "training_fence": None,
+                "trace_id": record.trace_id,
+            },
             record.verdict,
             decision=record.verdict.decision,
-        )  # fmt: skip
+        )
         self._touch()
 
     async def _close(self, reason: str, traceparent: str) -> None:
@@ -276,15 +310,23 @@ class ConversationWorkflow:
             "conversation.closed",
             event_id(workflow.info().workflow_id, "closed", 1),
             traceparent,
-            {"session_id": self.state.settings.session_id, "reason": reason,
-             "turns": self.state.turn_count},
+            {
+                "session_id": self.state.settings.session_id,
+                "reason": reason,
+                "turns": self.state.turn_count,
+            },
             policy,
-        )  # fmt: skip
+        )
 
     def _emit(
-        self, kind: str, identifier: str, traceparent: str, data: dict[str, object],
-        policy: Verdict, decision: str | None = None,
-    ) -> None:  # fmt: skip
+        self,
+        kind: str,
+        identifier: str,
+        traceparent: str,
+        data: dict[str, object],
+        policy: Verdict,
+        decision: str | None = None,
+    ) -> None:
         settings = self.state.settings
         self.state.outbox.append(
             conversation_event(
@@ -298,7 +340,7 @@ class ConversationWorkflow:
                 data=data,
                 policy=policy,
                 decision=decision,
-            )  # fmt: skip
+            )
         )
 
     async def _publish_outbox(self) -> None:

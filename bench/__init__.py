@@ -1,0 +1,1 @@
+"""Benchmarks: speed targets measured against the real embedded stack (`python -m bench`)."""
