@@ -7,6 +7,7 @@ keep running) while the broker is down; the records wait in workflow history mea
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -14,12 +15,13 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from temporalio import activity
 
 from core.settings import Settings
 
 log = logging.getLogger("orchestrator.events")
+_SEND_TIMEOUT_SECONDS = 15
 
 
 @dataclass
@@ -33,58 +35,77 @@ class PublishRequest:
 class EventPublisher:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._producer: AIOKafkaProducer | None = None
+        self._clients: tuple[AIOKafkaProducer, AIOKafkaAdminClient] | None = None
         self._lock = asyncio.Lock()
 
     async def close(self) -> None:
-        if self._producer is not None:
-            await self._producer.stop()
+        if self._clients is not None:
+            await self._discard(self._clients)
 
     @activity.defn(name="events.publish")
     async def publish(self, request: PublishRequest) -> None:
-        producer = await self._started()
-        await producer.send_and_wait(
-            request.topic,
-            key=request.key.encode(),
-            value=json.dumps(request.value, separators=(",", ":")).encode(),
-            headers=[(name, value.encode()) for name, value in request.headers.items()],
-        )
+        clients = await self._connected()
+        producer, admin = clients
+        try:
+            async with asyncio.timeout(_SEND_TIMEOUT_SECONDS):
+                # Checked before every send: a broker that restarted empty (the embedded one
+                # keeps nothing) acknowledges records for a topic it no longer has, and drops them.
+                if request.topic not in await admin.list_topics():
+                    await ensure_topics(admin, self._settings)
+                await producer.send_and_wait(
+                    request.topic,
+                    key=request.key.encode(),
+                    value=json.dumps(request.value, separators=(",", ":")).encode(),
+                    headers=[(name, value.encode()) for name, value in request.headers.items()],
+                )
+        except (KafkaError, TimeoutError):
+            await self._discard(clients)  # Temporal retries with fresh connections
+            raise
 
-    async def _started(self) -> AIOKafkaProducer:
+    async def _connected(self) -> tuple[AIOKafkaProducer, AIOKafkaAdminClient]:
         async with self._lock:
-            if self._producer is None:
-                await ensure_topics(self._settings)
+            if self._clients is None:
+                admin = AIOKafkaAdminClient(bootstrap_servers=self._settings.kafka_bootstrap)
                 producer = AIOKafkaProducer(
                     bootstrap_servers=self._settings.kafka_bootstrap,
                     enable_idempotence=self._settings.kafka_idempotence,
                     acks="all",
+                    request_timeout_ms=10_000,
                 )
                 try:
+                    await admin.start()
+                    await ensure_topics(admin, self._settings)
                     await producer.start()
-                except Exception:
-                    await producer.stop()
+                except BaseException:
+                    await _stop(producer, admin)
                     raise
-                self._producer = producer
-            return self._producer
+                self._clients = (producer, admin)
+            return self._clients
+
+    async def _discard(self, clients: tuple[AIOKafkaProducer, AIOKafkaAdminClient]) -> None:
+        async with self._lock:
+            if self._clients is clients:
+                self._clients = None
+        await _stop(*clients)
 
 
-async def ensure_topics(settings: Settings) -> None:
-    """Create the event topics (CONTRACT section 5) if the cluster does not have them."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        wanted = [settings.conversation_events_topic, settings.training_audit_topic]
-        missing = [
-            NewTopic(name, num_partitions=1, replication_factor=1)
-            for name in wanted
-            if name not in existing
-        ]
-        if missing:
-            try:
-                await admin.create_topics(missing)
-            except TopicAlreadyExistsError:
-                pass  # another process created it between the listing and now
-            log.info("created topics %s", [topic.name for topic in missing])
-    finally:
+async def _stop(producer: AIOKafkaProducer, admin: AIOKafkaAdminClient) -> None:
+    with contextlib.suppress(KafkaError, OSError):
+        await producer.stop()
+    with contextlib.suppress(KafkaError, OSError):
         await admin.close()
+
+
+async def ensure_topics(admin: AIOKafkaAdminClient, settings: Settings) -> None:
+    """Create the event topics (CONTRACT section 5) if the cluster does not have them."""
+    existing = set(await admin.list_topics())
+    wanted = [settings.conversation_events_topic, settings.training_audit_topic]
+    missing = [
+        NewTopic(name, num_partitions=1, replication_factor=1)
+        for name in wanted
+        if name not in existing
+    ]
+    if missing:
+        with contextlib.suppress(TopicAlreadyExistsError):  # another process was first
+            await admin.create_topics(missing)
+        log.info("created topics %s", [topic.name for topic in missing])

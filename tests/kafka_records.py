@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 
 async def records_for_key(
@@ -22,17 +22,19 @@ async def records_for_key(
 
     Each record is its JSON value with its Kafka headers under "_headers".
     """
-    consumer = AIOKafkaConsumer(
-        topic,
-        bootstrap_servers=bootstrap,
-        auto_offset_reset="earliest",
-        group_id=f"test-{uuid.uuid4()}",
-        enable_auto_commit=False,
-    )
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     found: list[dict[str, Any]] = []
     try:
         async with asyncio.timeout(timeout):
+            # Read the partitions directly, without a consumer group: the embedded broker
+            # forgets its topics when restarted, and a group would be slow to see them again.
+            assigned = [
+                TopicPartition(topic, partition)
+                for partition in await _partitions(bootstrap, topic)
+            ]
+            consumer.assign(assigned)
+            await consumer.seek_to_beginning(*assigned)
             while not until(found):
                 batches = await consumer.getmany(timeout_ms=500)
                 for batch in batches.values():
@@ -44,3 +46,19 @@ async def records_for_key(
     finally:
         await consumer.stop()
     return found
+
+
+async def _partitions(bootstrap: str, topic: str) -> list[int]:
+    """The topic's partitions, once the producer has made it (describing never creates one)."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        while True:
+            if topic in await admin.list_topics():
+                described = await admin.describe_topics([topic])
+                partitions = sorted(p["partition"] for p in described[0]["partitions"])
+                if partitions:
+                    return partitions
+            await asyncio.sleep(0.5)
+    finally:
+        await admin.close()

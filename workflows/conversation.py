@@ -70,7 +70,7 @@ class ConversationWorkflow:
         while True:
             try:
                 await workflow.wait_condition(
-                    lambda: bool(self.state.outbox) or self._should_end_run(),
+                    lambda: bool(self.state.outbox) or self._ready_to_end_run(),
                     timeout=max(self._idle_left(), timedelta(seconds=1)),
                 )
             except TimeoutError:
@@ -78,7 +78,7 @@ class ConversationWorkflow:
                     await self._close("idle timeout", traceparent="")
                 continue
             await self._publish_outbox()
-            if self._lock.locked() or not self._should_end_run():
+            if not self._ready_to_end_run():
                 continue
             await workflow.wait_condition(workflow.all_handlers_finished)
             if self.state.status == "closed":
@@ -359,6 +359,10 @@ class ConversationWorkflow:
                 await workflow.sleep(timedelta(seconds=10))
                 return
             self.state.outbox.pop(0)
+
+    def _ready_to_end_run(self) -> bool:
+        """Closed or due for continue-as-new, and no turn in progress (never end one midway)."""
+        return self._should_end_run() and not self._lock.locked()
 
     def _should_end_run(self) -> bool:
         per_run = self.state.settings.turns_per_run

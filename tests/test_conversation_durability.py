@@ -1,0 +1,165 @@
+"""Nothing is lost: a killed worker, a broker outage, continue-as-new (CONTRACT sections 4, 5)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import uuid
+from collections.abc import Callable
+
+import httpx
+from temporalio.api.enums.v1 import PendingActivityState
+from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.service import RPCError
+
+from core.settings import Settings
+from deploy.stack import EmbeddedStack
+from tests.kafka_records import records_for_key
+from workflows.conversation import ConversationWorkflow
+from workflows.turns import ConversationSettings, ConversationState, TurnRequest, TurnResult
+
+
+def _auth(token: Callable[..., str]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token('acme', 'user')}"}
+
+
+async def _wait_for_slm_call(temporal: Client, workflow_id: str) -> None:
+    async with asyncio.timeout(60):
+        while True:
+            try:
+                pending = (
+                    await temporal.get_workflow_handle(workflow_id).describe()
+                ).raw_description.pending_activities
+            except RPCError:
+                pending = []  # the workflow is not started yet
+            if any(
+                p.activity_type.name == "slm.complete"
+                and p.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
+                for p in pending
+            ):
+                return
+            await asyncio.sleep(0.05)
+
+
+async def test_worker_killed_during_the_slm_call_loses_nothing(
+    stack: EmbeddedStack,
+    api_url: str,
+    token: Callable[..., str],
+    temporal: Client,
+    settings: Settings,
+) -> None:
+    session = f"kill-{uuid.uuid4().hex[:10]}"
+    async with httpx.AsyncClient(base_url=api_url, timeout=180) as api:
+        turn = asyncio.create_task(
+            api.post(
+                "/v1/conversation/step",
+                json={"session_id": session, "message": "Write a long story about a lighthouse."},
+                headers=_auth(token),
+            )
+        )
+        await _wait_for_slm_call(temporal, f"conversation:acme:{session}")
+        worker_pid = stack.pids()["worker"]
+        os.killpg(worker_pid, signal.SIGKILL)  # the worker dies mid-call, without a goodbye
+        await stack.stop(("worker",))
+        await stack.start(("worker",))
+        response = await turn
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["turn"] == 1 and body["status"] == "completed" and body["reply"].strip()
+
+    events = await records_for_key(
+        settings.kafka_bootstrap, settings.conversation_events_topic, session, bool
+    )
+    completed = {e["id"] for e in events if e["type"] == "conversation.turn.completed"}
+    assert len(completed) == 1
+    assert {e["data"]["reply"] for e in events} == {body["reply"]}
+
+
+async def test_broker_outage_delays_events_not_turns(
+    stack: EmbeddedStack, api: httpx.AsyncClient, token: Callable[..., str], settings: Settings
+) -> None:
+    session = f"outage-{uuid.uuid4().hex[:10]}"
+    await stack.stop(("kafka",))
+    try:
+        replies = []
+        for message in ("Hello there.", "How are you?"):
+            response = await api.post(
+                "/v1/conversation/step",
+                json={"session_id": session, "message": message},
+                headers=_auth(token),
+            )
+            assert response.status_code == 200, response.text
+            replies.append(response.json()["reply"])
+    finally:
+        await stack.start(("kafka",))
+    events = await records_for_key(
+        settings.kafka_bootstrap,
+        settings.conversation_events_topic,
+        session,
+        lambda found: len({e["data"]["turn"] for e in found}) == 2,
+        timeout=150,
+    )
+    turns = [e["data"]["turn"] for e in events]
+    assert turns == sorted(turns) and set(turns) == {1, 2}  # in order per key
+    assert [e["data"]["reply"] for e in events if e["data"]["turn"] in (1, 2)][-2:] == replies
+
+
+async def test_continue_as_new_keeps_transcript_numbers_and_idempotency(
+    api: httpx.AsyncClient, token: Callable[..., str], temporal: Client, settings: Settings
+) -> None:
+    session = f"can-{uuid.uuid4().hex[:10]}"
+    workflow_id = f"conversation:acme:{session}"
+    # A run that continues as new after two turns, so the test need not fill a history.
+    state = ConversationState(
+        settings=ConversationSettings(
+            tenant="acme",
+            session_id=session,
+            slm_task_queue=settings.slm_task_queue,
+            events_topic=settings.conversation_events_topic,
+            max_reply_tokens=24,
+            turns_per_run=2,
+        )
+    )
+    first_results: list[TurnResult] = []
+    for number, key in ((1, "key-a"), (2, "key-b")):
+        start = WithStartWorkflowOperation(
+            ConversationWorkflow.run,
+            state,
+            id=workflow_id,
+            task_queue=settings.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+        result = await temporal.execute_update_with_start_workflow(
+            ConversationWorkflow.step,
+            TurnRequest(message=f"Say the number {number}.", idempotency_key=key),
+            start_workflow_operation=start,
+        )
+        first_results.append(result)
+    first_run = first_results[0].run_id
+    async with asyncio.timeout(30):  # the run publishes its events, then continues as new
+        while (await temporal.get_workflow_handle(workflow_id).describe()).run_id == first_run:
+            await asyncio.sleep(0.1)
+
+    third = await api.post(
+        "/v1/conversation/step",
+        json={"session_id": session, "message": "Say the number 3."},
+        headers=_auth(token),
+    )
+    assert third.status_code == 200, third.text
+    assert third.json()["turn"] == 3
+    assert third.json()["run_id"] != first_run
+
+    replay = await api.post(
+        "/v1/conversation/step",
+        json={"session_id": session, "message": "Say the number 1."},
+        headers={**_auth(token), "Idempotency-Key": "key-a"},
+    )
+    assert replay.status_code == 200
+    assert replay.json()["turn"] == 1 and replay.json()["reply"] == first_results[0].reply
+
+    transcript = (await api.get(f"/v1/conversation/{session}", headers=_auth(token))).json()
+    assert [t["turn"] for t in transcript["turns"]] == [1, 2, 3]
+    assert transcript["turns"][0]["reply"] == first_results[0].reply
+    assert transcript["run_id"] != first_run

@@ -1,0 +1,25 @@
+"""Workflow code changes must replay the histories already recorded (STYLE: Temporal habits).
+
+`tests/histories/conversation-v1.json` is a real run: a turn with an Idempotency-Key, a
+refused turn, feedback, and a close. A change that would break running workflows makes
+this replay raise a non-determinism error; such a change needs `workflow.patched`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from temporalio.client import WorkflowHistory
+from temporalio.worker import Replayer
+
+from workflows.conversation import ConversationWorkflow
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+async def test_recorded_conversation_histories_replay() -> None:
+    replayer = Replayer(workflows=[ConversationWorkflow])
+    for path in sorted(HISTORIES.glob("conversation-*.json")):
+        history = WorkflowHistory.from_json(f"replay-{path.stem}", path.read_text())
+        result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
+        assert result.replay_failure is None, f"{path.name}: {result.replay_failure}"
