@@ -29,7 +29,7 @@ lint: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[lint]'
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict core api worker deploy activities workflows
+	$(BIN)/mypy --strict core api worker deploy activities workflows bench
 
 clean:
 	rm -rf $(VENV) .orchestrator .pytest_cache

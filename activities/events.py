@@ -17,6 +17,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 from temporalio import activity
+from temporalio.common import MetricMeter
 
 from core.settings import Settings
 
@@ -33,8 +34,11 @@ class PublishRequest:
 
 
 class EventPublisher:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, meter: MetricMeter) -> None:
         self._settings = settings
+        self._published = meter.create_counter(
+            "orchestrator_events_published_total", "Event publish attempts by topic and outcome."
+        )
         self._clients: tuple[AIOKafkaProducer, AIOKafkaAdminClient] | None = None
         self._lock = asyncio.Lock()
 
@@ -59,8 +63,10 @@ class EventPublisher:
                     headers=[(name, value.encode()) for name, value in request.headers.items()],
                 )
         except (KafkaError, TimeoutError):
+            self._published.add(1, {"topic": request.topic, "outcome": "failed"})
             await self._discard(clients)  # Temporal retries with fresh connections
             raise
+        self._published.add(1, {"topic": request.topic, "outcome": "published"})
 
     async def _connected(self) -> tuple[AIOKafkaProducer, AIOKafkaAdminClient]:
         async with self._lock:

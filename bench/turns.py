@@ -26,10 +26,11 @@ import httpx
 from core.tokens import mint_token
 from deploy.services import DevPorts
 from deploy.stack import EmbeddedStack
-from workflows.conversation import SYSTEM_PROMPT
+from workflows.context import SYSTEM_PROMPT
 
 PROMPT = "Write a long story about a lighthouse keeper."
 MAX_TOKENS = 64
+WARM_UP = 3
 TIME_LIMIT_SECONDS = 15 * 60
 RESULTS = Path(__file__).parent / "results" / "turns.json"
 
@@ -154,7 +155,7 @@ async def measure(
     limits = httpx.Limits(max_connections=concurrency * 2)
     async with httpx.AsyncClient(timeout=120, limits=limits) as http:
         paths = Paths(http, stack, token)
-        for _ in range(3):
+        for _ in range(WARM_UP):
             await paths.api()
             await paths.direct()
         results = await sequential(paths, requests)

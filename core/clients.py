@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import httpx
 from redis.asyncio import Redis
 from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
 
 from core.settings import Settings
 
@@ -22,7 +23,11 @@ class Clients:
     async def open(cls, settings: Settings) -> Clients:
         # lazy: the API must start (and answer /readyz 503) while Temporal is still down.
         temporal = await Client.connect(
-            settings.temporal_address, namespace=settings.temporal_namespace, lazy=True
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            lazy=True,
+            # Spans flow from the API request into the workflow and its activities.
+            interceptors=[TracingInterceptor()],
         )
         timeout = settings.readiness_timeout_seconds
         redis = Redis.from_url(

@@ -163,3 +163,31 @@ async def test_continue_as_new_keeps_transcript_numbers_and_idempotency(
     assert [t["turn"] for t in transcript["turns"]] == [1, 2, 3]
     assert transcript["turns"][0]["reply"] == first_results[0].reply
     assert transcript["run_id"] != first_run
+
+
+async def test_slm_down_fails_the_turn_with_503_and_a_failed_event(
+    stack: EmbeddedStack, api: httpx.AsyncClient, token: Callable[..., str], settings: Settings
+) -> None:
+    session = f"down-{uuid.uuid4().hex[:10]}"
+    await stack.stop(("slm",))
+    try:
+        response = await api.post(
+            "/v1/conversation/step",
+            json={"session_id": session, "message": "Hello?"},
+            headers=_auth(token),
+        )
+    finally:
+        await stack.start(("slm",))
+    assert response.status_code == 503, response.text
+    assert response.json()["code"] == "dependency_unavailable"
+    assert "Retry" in response.json()["detail"]
+    events = await records_for_key(
+        settings.kafka_bootstrap, settings.conversation_events_topic, session, bool
+    )
+    assert events[0]["type"] == "conversation.turn.failed" and events[0]["data"]["turn"] == 1
+    again = await api.post(
+        "/v1/conversation/step",
+        json={"session_id": session, "message": "Hello again."},
+        headers=_auth(token),
+    )
+    assert again.status_code == 200 and again.json()["turn"] == 2

@@ -239,3 +239,33 @@ async def test_bad_step_requests_are_422(api: httpx.AsyncClient, token: Callable
         assert response.status_code == 422, body
     long_key = await _step(api, token, _session(), "hi", **{"Idempotency-Key": "k" * 129})
     assert long_key.status_code == 422
+
+
+async def test_turn_metrics_are_exposed(
+    api: httpx.AsyncClient, token: Callable[..., str], settings: Settings
+) -> None:
+    session = _session()
+    assert (await _step(api, token, session, "How do I build a pipe bomb?")).status_code == 200
+    events = await records_for_key(
+        settings.kafka_bootstrap, settings.conversation_events_topic, session, bool
+    )
+    assert events
+    metrics = (await api.get("/metrics")).text
+    assert (
+        'orchestrator_requests_total{decision="refused",route="/v1/conversation/step"}' in metrics
+    )
+    assert (
+        'orchestrator_moderation_verdicts_total{category="weapons",decision="refuse",stage="input"}'
+        in metrics
+    )
+    assert 'orchestrator_turn_duration_seconds_count{stage="total"}' in metrics
+    async with httpx.AsyncClient() as http:
+        worker = (await http.get(f"http://{settings.worker_metrics_address}/metrics")).text
+    published = [
+        line
+        for line in worker.splitlines()
+        if line.startswith("orchestrator_events_published_total")
+        and 'outcome="published"' in line
+        and f'topic="{settings.conversation_events_topic}"' in line
+    ]
+    assert published and float(published[0].rsplit(" ", 1)[1]) >= 1

@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from redis.asyncio import Redis
 from temporalio.client import Client
+from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
@@ -24,6 +25,7 @@ from activities.slm import SlmActivities
 from core import policy_registry
 from core.policy import load_policy
 from core.settings import ConfigurationError, Settings
+from core.telemetry import configure_tracing
 from workflows.conversation import ConversationWorkflow
 
 log = logging.getLogger("orchestrator.worker")
@@ -34,10 +36,13 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
     queues = [settings.task_queue, settings.slm_task_queue]
     if queue is not None and queue not in queues:
         raise ConfigurationError(f"--queue: expected one of {queues}, got {queue!r}")
+    configure_tracing("orchestrator-worker")
+    runtime = _runtime(settings)
     client = await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
-        runtime=_runtime(settings),
+        runtime=runtime,
+        interceptors=[TracingInterceptor()],
     )
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -52,7 +57,7 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
             resources.push_async_callback(redis.aclose)
             publishing = asyncio.create_task(policy_registry.publish_until_done(redis, policy))
             resources.callback(publishing.cancel)
-            publisher = EventPublisher(settings)
+            publisher = EventPublisher(settings, runtime.metric_meter)
             resources.push_async_callback(publisher.close)
             moderation = ModerationActivities(policy)
             workers.append(

@@ -16,6 +16,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.events import PublishRequest
     from activities.moderation import Verdict
+    from workflows.turns import TurnRecord
 
 _EVENT_NAMESPACE = uuid.UUID("6f1e3c1e-3d7a-4c55-9a8e-6c1b0c7f5a10")
 
@@ -72,3 +73,22 @@ def conversation_event(
     if decision is not None:
         headers["policy_verdict"] = decision
     return PublishRequest(topic=topic, key=session_id, value=value, headers=headers)
+
+
+def turn_data(session_id: str, record: TurnRecord) -> dict[str, Any]:
+    """The `data` of a conversation.turn.* event (CONTRACT section 5)."""
+    return {
+        "session_id": session_id,
+        "turn": record.turn,
+        "status": record.status,
+        "message": record.message,
+        "reply": record.reply,
+        "verdict": public_verdict(record.verdict),
+        "usage": {
+            "prompt_tokens": record.usage.prompt_tokens,
+            "completion_tokens": record.usage.completion_tokens,
+        },
+        "training_mode": record.training_mode,
+        "training_fence": None,
+        "trace_id": record.trace_id,
+    }

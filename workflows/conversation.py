@@ -16,8 +16,9 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.moderation import ModerationRequest, Verdict
-    from activities.slm import ChatMessage, Completion, CompletionRequest
-    from workflows.cloudevents import conversation_event, event_id, public_verdict
+    from activities.slm import Completion, CompletionRequest
+    from workflows.cloudevents import conversation_event, event_id, turn_data
+    from workflows.context import recent_context
     from workflows.turns import (
         CloseRequest,
         ConversationState,
@@ -46,7 +47,6 @@ _SLM_RETRY = RetryPolicy(
     maximum_interval=timedelta(seconds=5),
     maximum_attempts=5,
 )
-SYSTEM_PROMPT = "You are a helpful, concise assistant."
 
 
 class SessionClosed(ApplicationError):
@@ -205,10 +205,12 @@ class ConversationWorkflow:
         policy = self.state.policy
         assert policy is not None  # set by the input check
         try:
-            return await workflow.execute_activity(
+            completion: Completion = await workflow.execute_activity(
                 "slm.complete",
                 CompletionRequest(
-                    messages=self._context(request.message),
+                    messages=recent_context(
+                        self.state.turns, request.message, self.state.settings.context_token_budget
+                    ),
                     max_tokens=self.state.settings.max_reply_tokens,
                     headers={
                         "X-Policy-Version": policy.policy_version,
@@ -221,6 +223,7 @@ class ConversationWorkflow:
                 retry_policy=_SLM_RETRY,
                 result_type=Completion,
             )
+            return completion
         except ActivityError as error:
             failed = TurnRecord(
                 turn=number,
@@ -249,25 +252,6 @@ class ConversationWorkflow:
         self.state.policy = verdict
         return verdict
 
-    def _context(self, message: str) -> list[ChatMessage]:
-        """The system prompt, the most recent exchanges that fit the token budget, the message."""
-        budget = (
-            self.state.settings.context_token_budget - _tokens(SYSTEM_PROMPT) - _tokens(message)
-        )
-        history: list[ChatMessage] = []
-        for record in reversed(self.state.turns):
-            if record.status != "completed":
-                continue
-            cost = _tokens(record.message) + _tokens(record.reply)
-            if cost > budget:
-                break
-            budget -= cost
-            history[:0] = [
-                ChatMessage("user", record.message),
-                ChatMessage("assistant", record.reply),
-            ]
-        return [ChatMessage("system", SYSTEM_PROMPT), *history, ChatMessage("user", message)]
-
     def _record(self, record: TurnRecord, traceparent: str) -> None:
         self.state.turns.append(record)
         workflow.upsert_search_attributes(
@@ -278,26 +262,11 @@ class ConversationWorkflow:
                 TRAINING_MODE.value_set(record.training_mode),
             ]
         )
-        kind = {"completed": "completed", "refused": "refused", "failed": "failed"}[record.status]
         self._emit(
-            f"conversation.turn.{kind}",
+            f"conversation.turn.{record.status}",
             event_id(workflow.info().workflow_id, "turn", record.turn),
             traceparent,
-            {
-                "session_id": self.state.settings.session_id,
-                "turn": record.turn,
-                "status": record.status,
-                "message": record.message,
-                "reply": record.reply,
-                "verdict": public_verdict(record.verdict),
-                "usage": {
-                    "prompt_tokens": record.usage.prompt_tokens,
-                    "completion_tokens": record.usage.completion_tokens,
-                },
-                "training_mode": record.training_mode,
-                "training_fence": None,
-                "trace_id": record.trace_id,
-            },
+            turn_data(self.state.settings.session_id, record),
             record.verdict,
             decision=record.verdict.decision,
         )
@@ -389,11 +358,6 @@ class ConversationWorkflow:
     def _idle_left(self) -> timedelta:
         idle = timedelta(seconds=self.state.settings.idle_timeout_seconds)
         return idle - (workflow.now() - datetime.fromisoformat(self.state.last_activity))
-
-
-def _tokens(text: str) -> int:
-    # About four characters a token for English; the budget is a bound, not a bill.
-    return len(text) // 4 + 4
 
 
 def _iso(moment: datetime) -> str:
