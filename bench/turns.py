@@ -11,7 +11,6 @@ import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import tempfile
 import time
@@ -39,18 +38,6 @@ RESULTS = Path(__file__).parent / "results" / "turns.json"
 class Sample:
     seconds: float
     completion_tokens: int
-
-
-def free_dev_ports() -> DevPorts:
-    """Ports nobody listens on now; held open together so the kernel gives distinct ones."""
-    sockets = [socket.socket() for _ in range(7)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return DevPorts(*(sock.getsockname()[1] for sock in sockets))
-    finally:
-        for sock in sockets:
-            sock.close()
 
 
 class Paths:
@@ -209,7 +196,7 @@ async def run(requests: int, concurrency: int, count: int) -> dict[str, Any]:
     # The worker and the API inherit this environment: their replies stop at MAX_TOKENS too.
     os.environ["ORCH_MAX_REPLY_TOKENS"] = str(MAX_TOKENS)
     data_dir = Path(tempfile.mkdtemp(prefix="bench-turns-"))
-    stack = EmbeddedStack(data_dir, free_dev_ports())
+    stack = EmbeddedStack(data_dir, DevPorts.free())
     try:
         async with asyncio.timeout(TIME_LIMIT_SECONDS):
             await stack.start()

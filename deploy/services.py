@@ -11,6 +11,7 @@ import importlib.util
 import os
 import platform
 import shutil
+import socket
 import sys
 import sysconfig
 from collections.abc import Awaitable, Callable
@@ -45,6 +46,23 @@ class DevPorts:
     redis: int = 6379
     slm: int = 8081
     worker_metrics: int = 9464
+
+    @classmethod
+    def free(cls) -> DevPorts:
+        """Ports nobody listens on now, for a stack beside another (tests, benchmarks)."""
+        return cls(*free_ports(7))
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports on 127.0.0.1, held open together so the kernel picks distinct ones."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [sock.getsockname()[1] for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
 
 
 @dataclass

@@ -7,7 +7,6 @@ so the tests exercise exactly what `orchestrator dev` runs.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -24,26 +23,9 @@ from deploy.services import DevPorts
 from deploy.stack import EmbeddedStack
 
 
-def free_ports(count: int) -> list[int]:
-    """Ports nobody listens on now; held open together so the kernel gives distinct ones."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
-
-
-def free_dev_ports() -> DevPorts:
-    api, temporal, ui, kafka, redis, slm, metrics = free_ports(7)
-    return DevPorts(api, temporal, ui, kafka, redis, slm, metrics)
-
-
 @pytest_asyncio.fixture(scope="session")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmbeddedStack]:
-    embedded = EmbeddedStack(tmp_path_factory.mktemp("stack"), free_dev_ports())
+    embedded = EmbeddedStack(tmp_path_factory.mktemp("stack"), DevPorts.free())
     await embedded.start()
     try:
         yield embedded

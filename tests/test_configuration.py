@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from tests.conftest import free_ports
+from deploy.services import free_ports
 
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
 

@@ -16,7 +16,7 @@ import psutil
 from redis.asyncio import Redis
 from temporalio.client import Client, WorkflowExecutionStatus
 
-from tests.conftest import free_dev_ports
+from deploy.services import DevPorts
 
 EXPECTED_KEYS = {
     "api_url",
@@ -38,7 +38,7 @@ async def running_dev(
     Yields dev.json and every process it started, and checks on the way out that the
     launcher exited 0 and that none of those processes is still alive.
     """
-    ports = free_dev_ports()
+    ports = DevPorts.free()
     flags = [
         "--data-dir",
         str(data_dir),

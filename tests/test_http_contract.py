@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from api.app import create_app
 from api.deps import AdminPrincipal, UserPrincipal
 from core.settings import Settings
-from tests.conftest import free_ports
+from deploy.services import free_ports
 
 TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 
