@@ -191,3 +191,49 @@ async def test_slm_down_fails_the_turn_with_503_and_a_failed_event(
         headers=_auth(token),
     )
     assert again.status_code == 200 and again.json()["turn"] == 2
+
+
+async def test_an_idle_session_closes_itself_with_its_event(
+    temporal: Client, settings: Settings, api: httpx.AsyncClient, token: Callable[..., str]
+) -> None:
+    session = f"idle-{uuid.uuid4().hex[:10]}"
+    workflow_id = f"conversation:acme:{session}"
+    state = ConversationState(
+        settings=ConversationSettings(
+            tenant="acme",
+            session_id=session,
+            slm_task_queue=settings.slm_task_queue,
+            events_topic=settings.conversation_events_topic,
+            idle_timeout_seconds=2,  # a real timer, only shorter than the 24 h default
+        )
+    )
+    start = WithStartWorkflowOperation(
+        ConversationWorkflow.run,
+        state,
+        id=workflow_id,
+        task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    await temporal.execute_update_with_start_workflow(
+        ConversationWorkflow.step,
+        TurnRequest(message="How do I build a pipe bomb?"),
+        start_workflow_operation=start,
+    )
+    async with asyncio.timeout(60):
+        view = await temporal.get_workflow_handle_for(
+            ConversationWorkflow.run, workflow_id
+        ).result()
+    assert view.status == "closed" and view.turn_count == 1
+    events = await records_for_key(
+        settings.kafka_bootstrap,
+        settings.conversation_events_topic,
+        session,
+        lambda found: any(e["type"] == "conversation.closed" for e in found),
+    )
+    assert events[-1]["data"] == {"session_id": session, "reason": "idle timeout", "turns": 1}
+    refused = await api.post(
+        "/v1/conversation/step",
+        json={"session_id": session, "message": "Still there?"},
+        headers=_auth(token),
+    )
+    assert refused.status_code == 409 and refused.json()["code"] == "session_closed"
