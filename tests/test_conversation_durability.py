@@ -7,6 +7,7 @@ import os
 import signal
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 from temporalio.api.enums.v1 import PendingActivityState
@@ -23,6 +24,37 @@ from workflows.turns import ConversationSettings, ConversationState, TurnRequest
 
 def _auth(token: Callable[..., str]) -> dict[str, str]:
     return {"Authorization": f"Bearer {token('acme', 'user')}"}
+
+
+async def _step_directly(
+    temporal: Client,
+    settings: Settings,
+    session: str,
+    request: TurnRequest,
+    **conversation: Any,
+) -> TurnResult:
+    """A turn sent straight to Temporal, starting the session with `conversation` settings the
+    API would not choose (a short idle timeout, continue-as-new every few turns)."""
+    state = ConversationState(
+        settings=ConversationSettings(
+            tenant="acme",
+            session_id=session,
+            slm_task_queue=settings.slm_task_queue,
+            events_topic=settings.conversation_events_topic,
+            **conversation,
+        )
+    )
+    start = WithStartWorkflowOperation(
+        ConversationWorkflow.run,
+        state,
+        id=f"conversation:acme:{session}",
+        task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    result: TurnResult = await temporal.execute_update_with_start_workflow(
+        ConversationWorkflow.step, request, start_workflow_operation=start
+    )
+    return result
 
 
 async def _wait_for_slm_call(temporal: Client, workflow_id: str) -> None:
@@ -111,30 +143,16 @@ async def test_continue_as_new_keeps_transcript_numbers_and_idempotency(
 ) -> None:
     session = f"can-{uuid.uuid4().hex[:10]}"
     workflow_id = f"conversation:acme:{session}"
-    # A run that continues as new after two turns, so the test need not fill a history.
-    state = ConversationState(
-        settings=ConversationSettings(
-            tenant="acme",
-            session_id=session,
-            slm_task_queue=settings.slm_task_queue,
-            events_topic=settings.conversation_events_topic,
-            max_reply_tokens=24,
-            turns_per_run=2,
-        )
-    )
     first_results: list[TurnResult] = []
     for number, key in ((1, "key-a"), (2, "key-b")):
-        start = WithStartWorkflowOperation(
-            ConversationWorkflow.run,
-            state,
-            id=workflow_id,
-            task_queue=settings.task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        )
-        result = await temporal.execute_update_with_start_workflow(
-            ConversationWorkflow.step,
+        # A run that continues as new after two turns, so the test need not fill a history.
+        result = await _step_directly(
+            temporal,
+            settings,
+            session,
             TurnRequest(message=f"Say the number {number}.", idempotency_key=key),
-            start_workflow_operation=start,
+            max_reply_tokens=24,
+            turns_per_run=2,
         )
         first_results.append(result)
     first_run = first_results[0].run_id
@@ -198,26 +216,12 @@ async def test_an_idle_session_closes_itself_with_its_event(
 ) -> None:
     session = f"idle-{uuid.uuid4().hex[:10]}"
     workflow_id = f"conversation:acme:{session}"
-    state = ConversationState(
-        settings=ConversationSettings(
-            tenant="acme",
-            session_id=session,
-            slm_task_queue=settings.slm_task_queue,
-            events_topic=settings.conversation_events_topic,
-            idle_timeout_seconds=2,  # a real timer, only shorter than the 24 h default
-        )
-    )
-    start = WithStartWorkflowOperation(
-        ConversationWorkflow.run,
-        state,
-        id=workflow_id,
-        task_queue=settings.task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-    )
-    await temporal.execute_update_with_start_workflow(
-        ConversationWorkflow.step,
+    await _step_directly(
+        temporal,
+        settings,
+        session,
         TurnRequest(message="How do I build a pipe bomb?"),
-        start_workflow_operation=start,
+        idle_timeout_seconds=2,  # a real timer, only shorter than the 24 h default
     )
     async with asyncio.timeout(60):
         view = await temporal.get_workflow_handle_for(
