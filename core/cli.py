@@ -11,6 +11,7 @@ import asyncio
 import sys
 from pathlib import Path
 
+from core.errors import DependencyUnavailable
 from core.settings import ConfigurationError, Settings, load_settings
 from core.telemetry import configure_logging
 
@@ -66,6 +67,8 @@ def main(argv: list[str] | None = None) -> None:
         _run(args, settings)
     except ConfigurationError as error:
         _fail(f"configuration error: {error}", code=2)
+    except DependencyUnavailable as error:
+        _fail(str(error), code=1)
     except KeyboardInterrupt:
         pass
 

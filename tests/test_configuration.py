@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import subprocess
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -81,3 +82,37 @@ def test_dev_refuses_a_port_out_of_range(run_cli: RunCli) -> None:
     result = run_cli("dev", "--redis-port", "0")
     assert result.returncode == 2
     assert "--redis-port" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["api", "worker"])
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [
+        ("not json", "Expecting value"),
+        ('{"policy_version": "x", "provider": "rules", "categories": {}}', "lacks the categories"),
+    ],
+)
+def test_a_bad_policy_file_stops_start_up(
+    run_cli: RunCli, tmp_path: Path, command: str, content: str, reason: str
+) -> None:
+    policy = tmp_path / "policy.json"
+    policy.write_text(content)
+    result = run_cli(command, env={"ORCH_POLICY_FILE": str(policy)})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "orchestrator: configuration error: ORCH_POLICY_FILE:"
+    )
+    assert reason in lines[0]
+
+
+def test_worker_names_an_unreachable_temporal(run_cli: RunCli) -> None:
+    result = run_cli(
+        "worker", env={"ORCH_TEMPORAL_ADDRESS": "127.0.0.1:1", "ORCH_WORKER_METRICS_ADDRESS": ""}
+    )
+    assert result.returncode == 1
+    expected = (
+        "orchestrator: cannot reach Temporal at 127.0.0.1:1 (ORCH_TEMPORAL_ADDRESS): "
+        "Failed client connect; start it (make services) or point the setting at it"
+    )
+    assert result.stderr.strip().splitlines() == [expected]

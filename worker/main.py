@@ -23,6 +23,7 @@ from activities.events import EventPublisher
 from activities.moderation import ModerationActivities
 from activities.slm import SlmActivities
 from core import policy_registry
+from core.errors import DependencyUnavailable
 from core.policy import load_policy
 from core.settings import ConfigurationError, Settings
 from core.telemetry import configure_tracing
@@ -36,20 +37,26 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
     queues = [settings.task_queue, settings.slm_task_queue]
     if queue is not None and queue not in queues:
         raise ConfigurationError(f"--queue: expected one of {queues}, got {queue!r}")
+    policy = load_policy(settings.policy_file)
     configure_tracing("orchestrator-worker")
     runtime = _runtime(settings)
-    client = await Client.connect(
-        settings.temporal_address,
-        namespace=settings.temporal_namespace,
-        runtime=runtime,
-        interceptors=[TracingInterceptor()],
-    )
+    try:
+        client = await Client.connect(
+            settings.temporal_address,
+            namespace=settings.temporal_namespace,
+            runtime=runtime,
+            interceptors=[TracingInterceptor()],
+        )
+    except RuntimeError as error:
+        raise DependencyUnavailable(
+            f"cannot reach Temporal at {settings.temporal_address} (ORCH_TEMPORAL_ADDRESS): "
+            f"{str(error).split(':')[0]}; start it (make services) or point the setting at it"
+        ) from None
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
 
-    policy = load_policy(settings.policy_file)
     async with AsyncExitStack() as resources:
         workers = []
         if queue in (None, settings.task_queue):
