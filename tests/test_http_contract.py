@@ -1,9 +1,10 @@
 """The HTTP rules every route follows (CONTRACT section 4): problem+json, X-Trace-Id on every
 response, 413 before parsing (chunked bodies too), 422 for unknown fields, admin-only routes.
 
-The product has no POST or admin route of its own yet, so this module serves the real
-application (create_app, its middleware, handlers and auth) with a few extra routes that
-exercise those rules, on a real uvicorn server.
+This module serves the real application (create_app, its routes, middleware, handlers and
+auth) on a real uvicorn server, plus three routes the product lacks: an admin-only one (the
+admin routes come with training mode), one that fails with a bug, and one that echoes a
+body of any size up to the limit.
 """
 
 from __future__ import annotations
@@ -78,7 +79,7 @@ async def test_body_over_64_kib_is_413_before_parsing(
 ) -> None:
     # Not even valid JSON: a 413 (not a 422) proves the body was refused before parsing.
     response = await client.post(
-        "/v1/test/notes", content=b"x" * (64 * 1024 + 1), headers=_auth(token)
+        "/v1/conversation/step", content=b"x" * (64 * 1024 + 1), headers=_auth(token)
     )
     assert response.status_code == 413
     assert response.headers["content-type"] == "application/problem+json"
@@ -93,7 +94,7 @@ async def test_chunked_body_over_64_kib_is_413(
         for _ in range(20):
             yield b"y" * 4096  # 80 KiB in all, with no Content-Length
 
-    response = await client.post("/v1/test/notes", content=chunks(), headers=_auth(token))
+    response = await client.post("/v1/conversation/step", content=chunks(), headers=_auth(token))
     assert response.request.headers.get("transfer-encoding") == "chunked"
     assert response.status_code == 413
     assert response.json()["code"] == "payload_too_large"
@@ -112,7 +113,7 @@ async def test_unknown_field_is_422_problem(
     client: httpx.AsyncClient, token: Callable[..., str]
 ) -> None:
     response = await client.post(
-        "/v1/test/notes", json={"text": "hi", "colour": "red"}, headers=_auth(token)
+        "/v1/conversation/step", json={"message": "hi", "colour": "red"}, headers=_auth(token)
     )
     assert response.status_code == 422
     body = response.json()
