@@ -1,7 +1,9 @@
-"""The moderation activity: check one text against the active policy, at one stage.
+"""Moderation: check one text against the policy, at one stage.
 
-Run as a local activity: it is fast, needs no other system, and a local activity keeps the
-check inside the workflow task instead of a round trip through the task queue.
+`moderate` is the check itself. The input check runs as the `moderation.check` local
+activity: it is fast, needs no other system, stays inside the workflow task, and its verdict
+is recorded in history, so the rules can change without breaking replay. The output check
+runs inside the SLM activity, where the text is produced (one workflow round trip less).
 """
 
 from __future__ import annotations
@@ -33,21 +35,25 @@ class Verdict:
     duration_seconds: float = 0.0
 
 
+def moderate(policy: Policy, text: str, stage: str) -> Verdict:
+    started = time.perf_counter()
+    match = policy.first_match(text)
+    return Verdict(
+        decision="refuse" if match else "allow",
+        stage=stage if match else None,
+        category=match.category if match else None,
+        policy_version=policy.version,
+        constitution_hash=policy.constitution_hash,
+        message=match.message if match else "",
+        checked_stage=stage,
+        duration_seconds=time.perf_counter() - started,
+    )
+
+
 class ModerationActivities:
     def __init__(self, policy: Policy) -> None:
         self._policy = policy
 
     @activity.defn(name="moderation.check")
     async def check(self, request: ModerationRequest) -> Verdict:
-        started = time.perf_counter()
-        match = self._policy.first_match(request.text)
-        return Verdict(
-            decision="refuse" if match else "allow",
-            stage=request.stage if match else None,
-            category=match.category if match else None,
-            policy_version=self._policy.version,
-            constitution_hash=self._policy.constitution_hash,
-            message=match.message if match else "",
-            checked_stage=request.stage,
-            duration_seconds=time.perf_counter() - started,
-        )
+        return moderate(self._policy, request.text, request.stage)

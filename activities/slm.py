@@ -1,7 +1,8 @@
-"""The SLM activity: one chat completion from any OpenAI-compatible server.
+"""The SLM activity: one chat completion from any OpenAI-compatible server, checked.
 
 It runs on its own task queue (ORCH_SLM_TASK_QUEUE) so SLM capacity scales apart from the
-workflows. Temporal owns the retries, so the HTTP client makes none of its own.
+workflows. Temporal owns the retries, so the HTTP client makes none of its own. The reply is
+moderated here, where it is produced, and its verdict travels back with it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from dataclasses import dataclass, field
 from openai import AsyncOpenAI
 from temporalio import activity
 
+from activities.moderation import Verdict, moderate
+from core.policy import Policy
 from core.settings import Settings
 
 _HEARTBEAT_SECONDS = 2.0
@@ -40,10 +43,13 @@ class Completion:
     completion_tokens: int
     finish_reason: str
     duration_seconds: float = 0.0
+    #: The output check of `text`; None from a worker that predates output checks here.
+    verdict: Verdict | None = None
 
 
 class SlmActivities:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, policy: Policy) -> None:
+        self._policy = policy
         self._model = settings.slm_model
         self._client = AsyncOpenAI(
             base_url=settings.slm_url,
@@ -71,12 +77,14 @@ class SlmActivities:
             heartbeats.cancel()
         choice = response.choices[0]
         usage = response.usage
+        text = choice.message.content or ""
         return Completion(
-            text=choice.message.content or "",
+            text=text,
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
             finish_reason=choice.finish_reason or "stop",
             duration_seconds=time.perf_counter() - started,
+            verdict=moderate(self._policy, text, "output"),
         )
 
 

@@ -12,12 +12,12 @@ from core.settings import Settings
 from core.telemetry import tenant_var
 
 
-def _settings(request: Request) -> Settings:
+async def _settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def _clients(request: Request) -> Clients:
+async def _clients(request: Request) -> Clients:
     clients: Clients = request.app.state.clients
     return clients
 

@@ -41,6 +41,9 @@ async def test_a_turn_gets_a_reply_recorded_everywhere_alike(
     assert response.headers["x-policy-verdict"] == "allow"
     assert response.headers["x-constitution-hash"] == body["verdict"]["constitution_hash"]
     assert response.headers["x-policy-version"] == body["verdict"]["policy_version"]
+    timing = dict(part.split(";dur=") for part in response.headers["server-timing"].split(", "))
+    assert set(timing) == {"input_moderation", "slm", "output_moderation"}
+    assert 0 < float(timing["slm"]) < response.elapsed.total_seconds() * 1000
 
     transcript = (await api.get(f"/v1/conversation/{session}", headers=_auth(token))).json()
     assert transcript["status"] == "active"

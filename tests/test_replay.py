@@ -1,8 +1,10 @@
 """Workflow code changes must replay the histories already recorded (STYLE: Temporal habits).
 
-`tests/histories/conversation-v1.json` is a real run: a turn with an Idempotency-Key, a
-refused turn, feedback, and a close. A change that would break running workflows makes
-this replay raise a non-determinism error; such a change needs `workflow.patched`.
+Each `tests/histories/conversation-v*.json` is a real run (recorded with
+`python -m tests.record_history`): a turn with an Idempotency-Key, a refused turn, feedback,
+and a close. v1 predates the output check inside the SLM activity, v2 has it. A change that
+would break running workflows makes this replay raise a non-determinism error; such a change
+needs `workflow.patched` and a new recording.
 """
 
 from __future__ import annotations

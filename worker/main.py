@@ -76,7 +76,7 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
                 )
             )
         if queue in (None, settings.slm_task_queue):
-            slm = SlmActivities(settings)
+            slm = SlmActivities(settings, policy)
             resources.push_async_callback(slm.close)
             workers.append(_worker(client, settings.slm_task_queue, activities=[slm.complete]))
         for worker in workers:

@@ -122,6 +122,11 @@ async def step(
     _observe(result, started)
     request.state.decision = "refused" if result.status == "refused" else "allowed"
     response.headers["X-Policy-Verdict"] = result.verdict.decision
+    # Where the turn's time went (W3C Server-Timing), e.g. "slm;dur=812.4": lets a client or
+    # the benchmark tell the model's time from the orchestration's.
+    response.headers["Server-Timing"] = ", ".join(
+        f"{stage};dur={seconds * 1000:.1f}" for stage, seconds in result.timings.items()
+    )
     return StepResponse.of(result)
 
 
