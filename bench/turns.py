@@ -1,8 +1,14 @@
 """One conversation turn through the API against the same completion sent straight to the SLM.
 
 Starts the embedded stack (`EmbeddedStack`, as `orchestrator dev` does) on free ports in a
-temporary data dir, then measures sequential latency (the two paths alternate, so both see
-the same machine) and throughput at a fixed concurrency. Everything talks to 127.0.0.1.
+temporary data dir, then measures sequential latency and throughput at a fixed concurrency.
+Three paths take turns, so all see the same machine: the API turn, the direct completion,
+and the floor (`bench.floor`: Temporal alone, in the turn's shape). Everything talks to
+127.0.0.1.
+
+Orchestration overhead is measured two ways: within each turn (its latency minus its own
+SLM call, which the API reports in Server-Timing), and pairwise (a turn minus the direct
+call next to it, which also carries the spread of two separate generations).
 """
 
 from __future__ import annotations
@@ -21,7 +27,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from temporalio.client import Client
 
+from bench import floor, phases
 from core.tokens import mint_token
 from deploy.services import DevPorts
 from deploy.stack import EmbeddedStack
@@ -38,32 +46,29 @@ RESULTS = Path(__file__).parent / "results" / "turns.json"
 class Sample:
     seconds: float
     completion_tokens: int
+    #: The part of `seconds` spent in the SLM call itself.
+    slm_seconds: float
+    #: API turns: the workflow run and wall-clock times, to read the phases from history.
+    trace: phases.TurnTrace | None = None
+
+    @property
+    def overhead(self) -> float:
+        return self.seconds - self.slm_seconds
 
 
 class Paths:
-    """The two ways to get one reply: a conversation turn, or the bare chat completion."""
+    """Three ways to get one reply: a conversation turn, the bare completion, the floor."""
 
-    def __init__(self, http: httpx.AsyncClient, stack: EmbeddedStack, token: str) -> None:
+    def __init__(
+        self, http: httpx.AsyncClient, temporal: Client, stack: EmbeddedStack, token: str
+    ) -> None:
         urls = stack.urls()
-        self._http, self._model = http, stack.settings.slm_model
+        self._http, self.temporal = http, temporal
         self._step_url = f"{urls['api_url']}/v1/conversation/step"
-        self._chat_url = f"{urls['slm_base_url']}/chat/completions"
+        self.chat_url = f"{urls['slm_base_url']}/chat/completions"
         self._auth = {"Authorization": f"Bearer {token}"}
-
-    async def api(self) -> Sample:
-        body = {"session_id": f"bench-{uuid.uuid4().hex}", "message": PROMPT}
-        started = time.perf_counter()
-        response = await self._http.post(self._step_url, json=body, headers=self._auth)
-        elapsed = time.perf_counter() - started
-        response.raise_for_status()
-        turn = response.json()
-        if turn["status"] != "completed":
-            raise RuntimeError(f"the API turn ended {turn['status']}: {turn['verdict']}")
-        return Sample(elapsed, int(turn["usage"]["completion_tokens"]))
-
-    async def direct(self) -> Sample:
-        body = {
-            "model": self._model,
+        self._chat = {
+            "model": stack.settings.slm_model,
             "messages": [
                 {"role": "system", "content": SYSTEM_PROMPT},
                 {"role": "user", "content": PROMPT},
@@ -71,11 +76,34 @@ class Paths:
             "max_tokens": MAX_TOKENS,
             "temperature": 0.7,
         }
+
+    async def api(self) -> Sample:
+        body = {"session_id": f"bench-{uuid.uuid4().hex}", "message": PROMPT}
+        sent, started = time.time(), time.perf_counter()
+        response = await self._http.post(self._step_url, json=body, headers=self._auth)
+        elapsed = time.perf_counter() - started
+        received = time.time()
+        response.raise_for_status()
+        turn = response.json()
+        if turn["status"] != "completed":
+            raise RuntimeError(f"the API turn ended {turn['status']}: {turn['verdict']}")
+        stages = dict(part.split(";dur=") for part in response.headers["server-timing"].split(", "))
+        slm_seconds = float(stages["slm"]) / 1000
+        trace = phases.TurnTrace(turn["workflow_id"], turn["run_id"], sent, received, slm_seconds)
+        return Sample(elapsed, int(turn["usage"]["completion_tokens"]), slm_seconds, trace)
+
+    async def direct(self) -> Sample:
         started = time.perf_counter()
-        response = await self._http.post(self._chat_url, json=body)
+        response = await self._http.post(self.chat_url, json=self._chat)
         elapsed = time.perf_counter() - started
         response.raise_for_status()
-        return Sample(elapsed, int(response.json()["usage"]["completion_tokens"]))
+        return Sample(elapsed, int(response.json()["usage"]["completion_tokens"]), elapsed)
+
+    async def floor(self) -> Sample:
+        started = time.perf_counter()
+        reply = await floor.complete(self.temporal, self._chat)
+        elapsed = time.perf_counter() - started
+        return Sample(elapsed, reply.completion_tokens, reply.slm_seconds)
 
 
 def percentile(values: list[float], q: float) -> float:
@@ -91,34 +119,42 @@ def spread(values: list[float], scale: float = 1000.0) -> dict[str, float]:
     return {f"p{int(q * 100)}": percentile(values, q) * scale for q in (0.5, 0.9, 0.99)}
 
 
-async def sequential(paths: Paths, pairs: int) -> dict[str, Any]:
-    """`pairs` API/direct pairs, the first of each pair alternating, so neither path goes first."""
-    api: list[Sample] = []
-    direct: list[Sample] = []
-    for index in range(pairs):
-        if index % 2 == 0:
-            api.append(await paths.api())
-            direct.append(await paths.direct())
-        else:
-            direct.append(await paths.direct())
-            api.append(await paths.api())
+async def where_it_goes(temporal: Client, api: list[Sample]) -> dict[str, dict[str, float]]:
+    """Per phase of the API turns (`bench.phases`), its spread in ms."""
+    measured = [await phases.phases(temporal, s.trace) for s in api if s.trace is not None]
+    return {name: spread([m[name] for m in measured], scale=1.0) for name in phases.PHASES}
+
+
+async def sequential(paths: Paths, rounds: int) -> dict[str, Any]:
+    """`rounds` of one request per path, the order rotating, so no path always goes first."""
+    calls = {"api": paths.api, "direct": paths.direct, "floor": paths.floor}
+    samples: dict[str, list[Sample]] = {name: [] for name in calls}
+    order = list(calls)
+    for _ in range(rounds):
+        for name in order:
+            samples[name].append(await calls[name]())
+        order = order[1:] + order[:1]
+    api, direct = samples["api"], samples["direct"]
     matched = list(zip(api, direct, strict=True))
-    overhead = [a.seconds - d.seconds for a, d in matched]
     # Per completion token, so a path that happened to write shorter replies gains nothing.
     per_token = [
         a.seconds / max(a.completion_tokens, 1) - d.seconds / max(d.completion_tokens, 1)
         for a, d in matched
     ]
-    api_ms, direct_ms = spread([s.seconds for s in api]), spread([s.seconds for s in direct])
+    latency = {name: spread([s.seconds for s in taken]) for name, taken in samples.items()}
     return {
-        "requests_per_path": pairs,
-        "api_ms": api_ms,
-        "direct_ms": direct_ms,
-        "api_tokens_mean": statistics.fmean(s.completion_tokens for s in api),
-        "direct_tokens_mean": statistics.fmean(s.completion_tokens for s in direct),
-        "median_ratio": api_ms["p50"] / direct_ms["p50"],
-        "overhead_ms": spread(overhead),
-        "overhead_per_token_ms": spread(per_token),
+        "requests_per_path": rounds,
+        "latency_ms": latency,
+        "tokens_mean": {
+            name: statistics.fmean(s.completion_tokens for s in taken)
+            for name, taken in samples.items()
+        },
+        "median_ratio": latency["api"]["p50"] / latency["direct"]["p50"],
+        "overhead_ms": spread([s.overhead for s in api]),
+        "floor_overhead_ms": spread([s.overhead for s in samples["floor"]]),
+        "pairwise_overhead_ms": spread([a.seconds - d.seconds for a, d in matched]),
+        "pairwise_overhead_per_token_ms": spread(per_token),
+        "phases_ms": await where_it_goes(paths.temporal, api),
     }
 
 
@@ -139,13 +175,19 @@ async def measure(
     stack: EmbeddedStack, requests: int, concurrency: int, count: int
 ) -> dict[str, Any]:
     token = mint_token(stack.settings, tenant="bench", roles=["user"])
+    settings = stack.settings
+    temporal = await Client.connect(
+        settings.temporal_address, namespace=settings.temporal_namespace
+    )
     limits = httpx.Limits(max_connections=concurrency * 2)
     async with httpx.AsyncClient(timeout=120, limits=limits) as http:
-        paths = Paths(http, stack, token)
-        for _ in range(WARM_UP):
-            await paths.api()
-            await paths.direct()
-        results = await sequential(paths, requests)
+        paths = Paths(http, temporal, stack, token)
+        async with floor.serving(temporal, http, paths.chat_url):
+            for _ in range(WARM_UP):
+                await paths.api()
+                await paths.direct()
+                await paths.floor()
+            results = await sequential(paths, requests)
         direct_rps = await throughput(paths.direct, count, concurrency)
         api_rps = await throughput(paths.api, count, concurrency)
     results["throughput"] = {
@@ -170,22 +212,26 @@ def targets(results: dict[str, Any]) -> list[tuple[str, float, str, bool]]:
 
 
 def report(results: dict[str, Any]) -> None:
-    api, direct, rates = results["api_ms"], results["direct_ms"], results["throughput"]
+    latency, tokens, rates = results["latency_ms"], results["tokens_mean"], results["throughput"]
+    names = ("api", "direct", "floor")
     print(f"\nconversation turn (API) vs direct SLM completion, max_tokens {MAX_TOKENS}")
-    print(f"{'':34}{'API':>10}{'direct':>10}")
+    print(f"{'':34}{'API':>10}{'direct':>10}{'floor':>10}")
     for key in ("p50", "p90", "p99"):
-        print(f"{'latency ' + key + ' (ms)':34}{api[key]:>10.1f}{direct[key]:>10.1f}")
-    print(
-        f"{'completion tokens (mean)':34}"
-        f"{results['api_tokens_mean']:>10.1f}{results['direct_tokens_mean']:>10.1f}"
-    )
+        values = "".join(f"{latency[name][key]:>10.1f}" for name in names)
+        print(f"{'latency ' + key + ' (ms)':34}{values}")
+    print(f"{'completion tokens (mean)':34}" + "".join(f"{tokens[n]:>10.1f}" for n in names))
     label = f"throughput at {rates['concurrency']} (req/s)"
     print(f"{label:34}{rates['api_rps']:>10.2f}{rates['direct_rps']:>10.2f}")
-    overhead, per_token = results["overhead_ms"], results["overhead_per_token_ms"]
-    print(f"{'overhead api-direct (ms)':34}{'p50':>10}{overhead['p50']:>10.1f}")
-    print(f"{'':34}{'p99':>10}{overhead['p99']:>10.1f}")
-    print(f"{'overhead per token (ms/token)':34}{'p50':>10}{per_token['p50']:>10.2f}")
-    print(f"{'':34}{'p99':>10}{per_token['p99']:>10.2f}")
+    print(f"\n{'overhead (ms)':34}{'p50':>10}{'p90':>10}{'p99':>10}")
+    for label, key in (
+        ("API turn minus its SLM call", "overhead_ms"),
+        ("floor minus its SLM call", "floor_overhead_ms"),
+        ("API turn minus direct (pairwise)", "pairwise_overhead_ms"),
+    ):
+        print(f"{label:34}" + "".join(f"{results[key][q]:>10.1f}" for q in ("p50", "p90", "p99")))
+    print("\nAPI turn by phase (ms, from its workflow history; bench/phases.py)")
+    for name, values in results["phases_ms"].items():
+        print(f"  {name:32}" + "".join(f"{values[q]:>10.1f}" for q in ("p50", "p90", "p99")))
     print(f"\n{'target':34}{'value':>10}{'goal':>10}")
     for name, value, goal, met in targets(results):
         print(f"{name:34}{value:>10.2f}{goal:>10}  {'MET' if met else 'MISSED'}")

@@ -1,0 +1,92 @@
+"""The floor: what Temporal alone costs for a turn's shape, on this machine, in the same run.
+
+A minimal workflow per request, started with update-with-start (as the API starts a
+session); its update runs one activity on a second task queue that sends the direct path's
+chat completion to the SLM server. No API, moderation, events or search attributes: its
+latency minus the SLM call is Temporal's own share of a turn, which the product's
+orchestration overhead can approach but not go under.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from temporalio import activity, workflow
+from temporalio.client import Client, WithStartWorkflowOperation
+from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.worker import Worker
+
+WORKFLOW_QUEUE = "bench-floor"
+ACTIVITY_QUEUE = "bench-floor-slm"
+
+
+@dataclass
+class Reply:
+    completion_tokens: int
+    slm_seconds: float
+
+
+class FloorActivities:
+    def __init__(self, http: httpx.AsyncClient, chat_url: str) -> None:
+        self._http, self._chat_url = http, chat_url
+
+    @activity.defn(name="bench.complete")
+    async def complete(self, body: dict[str, Any]) -> Reply:
+        started = time.perf_counter()
+        response = await self._http.post(self._chat_url, json=body)
+        response.raise_for_status()
+        tokens = int(response.json()["usage"]["completion_tokens"])
+        return Reply(tokens, time.perf_counter() - started)
+
+
+@workflow.defn(sandboxed=False)
+class FloorWorkflow:
+    def __init__(self) -> None:
+        self._answered = False
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: self._answered)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+
+    @workflow.update
+    async def complete(self, body: dict[str, Any]) -> Reply:
+        reply: Reply = await workflow.execute_activity(
+            "bench.complete",
+            body,
+            task_queue=ACTIVITY_QUEUE,
+            start_to_close_timeout=timedelta(seconds=120),
+            result_type=Reply,
+        )
+        self._answered = True
+        return reply
+
+
+@asynccontextmanager
+async def serving(client: Client, http: httpx.AsyncClient, chat_url: str) -> AsyncIterator[None]:
+    """Workers for both floor queues, in this process, for as long as the block runs."""
+    activities = FloorActivities(http, chat_url)
+    workflows = Worker(client, task_queue=WORKFLOW_QUEUE, workflows=[FloorWorkflow])
+    slm = Worker(client, task_queue=ACTIVITY_QUEUE, activities=[activities.complete])
+    async with workflows, slm:
+        yield
+
+
+async def complete(client: Client, body: dict[str, Any]) -> Reply:
+    start = WithStartWorkflowOperation(
+        FloorWorkflow.run,
+        id=f"bench-floor-{uuid.uuid4().hex}",
+        task_queue=WORKFLOW_QUEUE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    reply: Reply = await client.execute_update_with_start_workflow(
+        FloorWorkflow.complete, body, start_workflow_operation=start
+    )
+    return reply
