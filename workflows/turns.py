@@ -62,6 +62,10 @@ class TurnRecord:
     usage: Usage = field(default_factory=Usage)
     training_mode: bool = False
     feedback: list[Feedback] = field(default_factory=list)
+    #: The client's `metadata` of the step request, kept with the turn and in its event.
+    metadata: dict[str, Any] = field(default_factory=dict)
+    #: The W3C trace context of the request, carried to the turn's event.
+    traceparent: str = ""
 
 
 @dataclass

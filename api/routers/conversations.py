@@ -10,7 +10,6 @@ from fastapi import APIRouter, Header, Path, Request, Response, status
 from opentelemetry.propagate import inject
 from temporalio.client import WithStartWorkflowOperation
 from temporalio.common import (
-    SearchAttributeKey,
     SearchAttributePair,
     TypedSearchAttributes,
     WorkflowIDConflictPolicy,
@@ -31,6 +30,7 @@ from core.errors import InvalidRequest, SessionClosed
 from core.settings import Settings
 from core.telemetry import current_trace_id, session_id_var
 from workflows.conversation import ConversationWorkflow
+from workflows.search_attributes import SESSION_ID, TENANT
 from workflows.turns import (
     CloseRequest,
     ConversationSettings,
@@ -42,8 +42,6 @@ from workflows.turns import (
 )
 
 router = APIRouter(prefix="/v1/conversation", tags=["conversations"])
-TENANT = SearchAttributeKey.for_keyword("Tenant")
-SESSION_ID = SearchAttributeKey.for_keyword("SessionId")
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)]
 SessionId = Annotated[str, Path(pattern=SESSION_ID_PATTERN)]
 

@@ -1,0 +1,46 @@
+"""The activities a conversation turn calls, each with its timeouts and retries.
+
+Workflow code: call these only from a workflow.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from activities.moderation import ModerationRequest, Verdict
+    from activities.slm import Completion, CompletionRequest
+
+_SLM_RETRY = RetryPolicy(
+    initial_interval=timedelta(milliseconds=500),
+    maximum_interval=timedelta(seconds=5),
+    maximum_attempts=5,
+)
+
+
+async def moderate(text: str, stage: str) -> Verdict:
+    """A local activity: fast, no other system, and its verdict is recorded in history."""
+    verdict: Verdict = await workflow.execute_local_activity(
+        "moderation.check",
+        ModerationRequest(text=text, stage=stage),
+        start_to_close_timeout=timedelta(seconds=10),
+        result_type=Verdict,
+    )
+    return verdict
+
+
+async def complete(request: CompletionRequest, task_queue: str) -> Completion:
+    """The SLM call on its own task queue; heartbeats let a lost worker be noticed in 10 s."""
+    completion: Completion = await workflow.execute_activity(
+        "slm.complete",
+        request,
+        task_queue=task_queue,
+        start_to_close_timeout=timedelta(seconds=120),
+        heartbeat_timeout=timedelta(seconds=10),
+        retry_policy=_SLM_RETRY,
+        result_type=Completion,
+    )
+    return completion
