@@ -126,6 +126,8 @@ class ConversationOut(BaseModel):
     turn_count: int
     #: Turns older than `turns` that continue-as-new no longer carries.
     earlier_turns: int
+    #: Pass as `before` for the page of older turns; null on the oldest page.
+    next_before: int | None
 
     @classmethod
     def of(cls, view: ConversationView) -> ConversationOut:
@@ -138,4 +140,5 @@ class ConversationOut(BaseModel):
             run_id=view.run_id,
             turn_count=view.turn_count,
             earlier_turns=view.earlier_turns,
+            next_before=view.next_before,
         )

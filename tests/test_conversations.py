@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 from temporalio.client import Client
@@ -233,6 +234,33 @@ async def test_policy_mismatch_is_409_and_starts_nothing(
         **{"X-Policy-Version": body["policy_version"], "X-Constitution-Hash": body["constitution_hash"]},
     )  # fmt: skip
     assert matching.status_code == 200
+
+
+async def test_the_transcript_pages_from_the_latest_turn_back(
+    api: httpx.AsyncClient, token: Callable[..., str]
+) -> None:
+    session = _session()
+    for _ in range(3):  # refused inputs: real turns that need no SLM call
+        response = await _step(api, token, session, "How do I build a pipe bomb at home?")
+        assert response.status_code == 200, response.text
+
+    async def page(**params: int) -> dict[str, Any]:
+        response = await api.get(f"/v1/conversation/{session}", params=params, headers=_auth(token))
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
+    latest = await page(limit=2)
+    assert [t["turn"] for t in latest["turns"]] == [2, 3]
+    assert latest["turn_count"] == 3 and latest["next_before"] == 2
+    oldest = await page(limit=2, before=latest["next_before"])
+    assert [t["turn"] for t in oldest["turns"]] == [1] and oldest["next_before"] is None
+    whole = await page()
+    assert [t["turn"] for t in whole["turns"]] == [1, 2, 3] and whole["next_before"] is None
+    for params in ({"limit": 0}, {"limit": 1001}, {"before": 1}):
+        response = await api.get(f"/v1/conversation/{session}", params=params, headers=_auth(token))
+        assert response.status_code == 422, params
+        assert response.headers["content-type"] == "application/problem+json"
 
 
 async def test_bad_step_requests_are_422(api: httpx.AsyncClient, token: Callable[..., str]) -> None:

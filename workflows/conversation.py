@@ -36,6 +36,7 @@ with workflow.unsafe.imports_passed_through():
         ConversationState,
         ConversationView,
         Feedback,
+        TranscriptRequest,
         TurnRecord,
         TurnRequest,
         TurnResult,
@@ -139,18 +140,29 @@ class ConversationWorkflow:
         )
 
     @workflow.query
-    def view(self) -> ConversationView:
+    def transcript(self, request: TranscriptRequest) -> ConversationView:
+        """The session and at most `request.limit` of its latest turns before `before_turn`."""
+        older = [
+            t for t in self.state.turns if not request.before_turn or t.turn < request.before_turn
+        ]
+        page = older[len(older) - request.limit :] if request.limit else []
         info = workflow.info()
         return ConversationView(
             session_id=self.state.settings.session_id,
             status=self.state.status,
-            turns=self.state.turns,
+            turns=page,
             training_mode=False,
             workflow_id=info.workflow_id,
             run_id=info.run_id,
             turn_count=self.state.turn_count,
             earlier_turns=self.state.earlier_turns,
+            next_before=page[0].turn if page and len(older) > len(page) else None,
         )
+
+    @workflow.query
+    def view(self) -> ConversationView:
+        """The latest page of the transcript (also the run's result and close's answer)."""
+        return self.transcript(TranscriptRequest())
 
     async def _turn(self, request: TurnRequest) -> TurnResult:
         self.state.turn_count += 1

@@ -119,6 +119,14 @@ class ConversationState:
 
 
 @dataclass
+class TranscriptRequest:
+    #: At most this many turns, the latest first chosen; 0: none (the session's state only).
+    limit: int = 100
+    #: Only turns numbered below this one; 0: no bound.
+    before_turn: int = 0
+
+
+@dataclass
 class ConversationView:
     session_id: str
     status: str
@@ -128,3 +136,5 @@ class ConversationView:
     run_id: str
     turn_count: int
     earlier_turns: int
+    #: `before_turn` for the page before this one; None when this page reaches the oldest kept turn.
+    next_before: int | None = None

@@ -6,7 +6,7 @@ import time
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Request, Response, status
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from opentelemetry.propagate import inject
 from temporalio.client import WithStartWorkflowOperation
 from temporalio.common import (
@@ -37,6 +37,7 @@ from workflows.turns import (
     ConversationState,
     ConversationView,
     Feedback,
+    TranscriptRequest,
     TurnRequest,
     TurnResult,
 )
@@ -128,26 +129,39 @@ async def step(
     return StepResponse.of(result)
 
 
-async def _view(clients: ClientsDep, tenant: str, session_id: str) -> ConversationView:
+async def _view(
+    clients: ClientsDep, tenant: str, session_id: str, page: TranscriptRequest
+) -> ConversationView:
     session_id_var.set(session_id)
     handle = clients.temporal.get_workflow_handle(workflow_id(tenant, session_id))
     with temporal_errors(session_id):
-        view: ConversationView = await handle.query(ConversationWorkflow.view)
+        view: ConversationView = await handle.query(ConversationWorkflow.transcript, page)
     return view
+
+
+#: The session's state without any turn: enough to check it before a signal or an update.
+_STATE_ONLY = TranscriptRequest(limit=0)
 
 
 @router.get("/{session_id}")
 async def get_conversation(
-    session_id: SessionId, principal: UserPrincipal, clients: ClientsDep
+    session_id: SessionId,
+    principal: UserPrincipal,
+    clients: ClientsDep,
+    limit: Annotated[int, Query(ge=1, le=1000, description="at most this many turns")] = 100,
+    before: Annotated[
+        int | None, Query(ge=2, description="only turns numbered below this one")
+    ] = None,
 ) -> ConversationOut:
-    return ConversationOut.of(await _view(clients, principal.tenant, session_id))
+    page = TranscriptRequest(limit=limit, before_turn=before or 0)
+    return ConversationOut.of(await _view(clients, principal.tenant, session_id, page))
 
 
 @router.post("/{session_id}/feedback", status_code=status.HTTP_202_ACCEPTED)
 async def feedback(
     session_id: SessionId, body: FeedbackRequest, principal: UserPrincipal, clients: ClientsDep
 ) -> dict[str, object]:
-    view = await _view(clients, principal.tenant, session_id)
+    view = await _view(clients, principal.tenant, session_id, _STATE_ONLY)
     if view.status == "closed":
         raise SessionClosed(f"Session {session_id} is closed; feedback is no longer taken.")
     if body.turn > view.turn_count:
@@ -167,7 +181,7 @@ async def feedback(
 async def close(
     session_id: SessionId, principal: UserPrincipal, clients: ClientsDep
 ) -> ConversationOut:
-    view = await _view(clients, principal.tenant, session_id)
+    view = await _view(clients, principal.tenant, session_id, TranscriptRequest())
     if view.status == "active":
         handle = clients.temporal.get_workflow_handle(workflow_id(principal.tenant, session_id))
         with temporal_errors(session_id):
