@@ -148,7 +148,7 @@ async def get_conversation(
     session_id: SessionId,
     principal: UserPrincipal,
     clients: ClientsDep,
-    limit: Annotated[int, Query(ge=1, le=1000, description="at most this many turns")] = 100,
+    limit: Annotated[int, Query(ge=1, le=200, description="at most this many turns")] = 100,
     before: Annotated[
         int | None, Query(ge=2, description="only turns numbered below this one")
     ] = None,
