@@ -196,6 +196,7 @@ async def test_feedback_and_close_publish_events_and_closed_refuses_steps(
     assert closed.status_code == 200 and closed.json()["status"] == "closed"
     again = await api.post(f"/v1/conversation/{session}/close", headers=_auth(token))
     assert again.status_code == 200 and again.json()["status"] == "closed"
+    assert again.json()["turns"] == closed.json()["turns"] and closed.json()["turns"]
     refused = await _step(api, token, session, "Are you there?")
     assert refused.status_code == 409 and refused.json()["code"] == "session_closed"
 

@@ -181,12 +181,15 @@ async def feedback(
 async def close(
     session_id: SessionId, principal: UserPrincipal, clients: ClientsDep
 ) -> ConversationOut:
-    view = await _view(clients, principal.tenant, session_id, TranscriptRequest())
-    if view.status == "active":
-        handle = clients.temporal.get_workflow_handle(workflow_id(principal.tenant, session_id))
-        with temporal_errors(session_id):
-            view = await handle.execute_update(
-                ConversationWorkflow.close,
-                CloseRequest(trace_id=current_trace_id(), traceparent=_traceparent()),
-            )
+    state = await _view(clients, principal.tenant, session_id, _STATE_ONLY)
+    if state.status == "closed":  # closing is idempotent: the same answer again
+        return ConversationOut.of(
+            await _view(clients, principal.tenant, session_id, TranscriptRequest())
+        )
+    handle = clients.temporal.get_workflow_handle(workflow_id(principal.tenant, session_id))
+    with temporal_errors(session_id):
+        view: ConversationView = await handle.execute_update(
+            ConversationWorkflow.close,
+            CloseRequest(trace_id=current_trace_id(), traceparent=_traceparent()),
+        )
     return ConversationOut.of(view)
