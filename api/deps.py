@@ -8,6 +8,7 @@ from fastapi import Depends, Header, Request
 
 from api.auth import Principal, TokenVerifier
 from core.clients import Clients
+from core.policy_registry import ActivePolicy
 from core.settings import Settings
 from core.telemetry import tenant_var
 
@@ -20,6 +21,12 @@ async def _settings(request: Request) -> Settings:
 async def _clients(request: Request) -> Clients:
     clients: Clients = request.app.state.clients
     return clients
+
+
+async def _active_policy(request: Request) -> dict[str, str]:
+    """`policy_version` and `constitution_hash` in force, as the policy headers show them."""
+    active: ActivePolicy = request.app.state.active_policy
+    return await active.identity()
 
 
 async def _principal(
@@ -43,5 +50,6 @@ async def _admin(principal: Annotated[Principal, Depends(_principal)]) -> Princi
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 ClientsDep = Annotated[Clients, Depends(_clients)]
+ActivePolicyDep = Annotated[dict[str, str], Depends(_active_policy)]
 UserPrincipal = Annotated[Principal, Depends(_user)]
 AdminPrincipal = Annotated[Principal, Depends(_admin)]

@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Histogram
+import asyncio
+import logging
+
+from prometheus_client import Counter, Gauge, Histogram
+from redis.asyncio import Redis
+
+from activities.training_lock import TENANTS_KEY, lock_key
+
+log = logging.getLogger("orchestrator.api")
 
 REQUESTS = Counter(
     "orchestrator_requests_total",
@@ -39,3 +47,28 @@ MODERATION_VERDICTS = Counter(
     "Moderation checks by stage, category (none when allowed) and decision.",
     ["stage", "category", "decision"],
 )
+TRAINING_MODE_STATE = Gauge(
+    "training_mode_state",
+    "1 while the tenant's training mode is on (its lease is live in Redis), else 0.",
+    ["tenant"],
+)
+
+
+async def refresh_training_state(redis: Redis, timeout: float) -> None:
+    """Read every tenant's lease at scrape time, so the gauge also follows expiries.
+
+    Redis unreachable: the last values stay, and /metrics still answers.
+    """
+    try:
+        async with asyncio.timeout(timeout):
+            members = await redis.smembers(TENANTS_KEY)
+            tenants = sorted(m.decode() if isinstance(m, bytes) else m for m in members)
+            async with redis.pipeline(transaction=False) as pipe:
+                for tenant in tenants:
+                    pipe.exists(lock_key(tenant))
+                live = await pipe.execute()
+    except Exception as error:  # noqa: BLE001 - a scrape must not fail on Redis
+        log.warning("training_mode_state not refreshed: %s", error)
+        return
+    for tenant, exists in zip(tenants, live, strict=True):
+        TRAINING_MODE_STATE.labels(tenant=tenant).set(1 if exists else 0)

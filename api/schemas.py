@@ -100,6 +100,9 @@ class TurnOut(BaseModel):
     started_at: str
     completed_at: str
     metadata: dict[str, Any]
+    #: Whether the turn ran under the tenant's training lease, and that lease's fence.
+    training_mode: bool
+    training_fence: int | None
 
     @classmethod
     def of(cls, record: TurnRecord) -> TurnOut:
@@ -113,6 +116,8 @@ class TurnOut(BaseModel):
             started_at=record.started_at,
             completed_at=record.completed_at,
             metadata=record.metadata,
+            training_mode=record.training_mode,
+            training_fence=record.training_fence,
         )
 
 

@@ -15,30 +15,39 @@ from core.errors import (
     NotFound,
     OrchestratorError,
     SessionClosed,
+    TrainingLocked,
 )
 
 _APPLICATION_ERRORS: dict[str, type[OrchestratorError]] = {
     "session_closed": SessionClosed,
     "slm_unavailable": DependencyUnavailable,
+    "lock_store_unavailable": DependencyUnavailable,
     "invalid_request": InvalidRequest,
+    "training_locked": TrainingLocked,
 }
 
 
 @contextmanager
-def temporal_errors(session_id: str) -> Iterator[None]:
+def temporal_errors(what: str) -> Iterator[None]:
+    """`what` names the workflow for a user, e.g. "session s1"."""
     try:
         yield
     except WorkflowAlreadyStartedError:
         # The id is taken by a run that ended (REJECT_DUPLICATE): the session was closed.
-        raise SessionClosed(f"Session {session_id} is closed; start a new session.") from None
+        raise SessionClosed(
+            f"{what[:1].upper()}{what[1:]} is closed; start a new session."
+        ) from None
     except WorkflowUpdateFailedError as error:
         cause = error.cause
         if isinstance(cause, ApplicationError) and cause.type in _APPLICATION_ERRORS:
-            raise _APPLICATION_ERRORS[cause.type](cause.message) from None
+            # A dict in the error's details becomes the problem's extension members.
+            details = cause.details[0] if cause.details else {}
+            extensions = details if isinstance(details, dict) else {}
+            raise _APPLICATION_ERRORS[cause.type](cause.message, **extensions) from None
         raise
     except RPCError as error:
         if error.status == RPCStatusCode.NOT_FOUND:
-            raise NotFound(f"No session {session_id}.") from None
+            raise NotFound(f"No {what}.") from None
         if error.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
             raise DependencyUnavailable(
                 "Temporal is unavailable; retry in a moment.", dependency="temporal"

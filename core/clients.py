@@ -30,15 +30,20 @@ class Clients:
             interceptors=[TracingInterceptor()],
         )
         timeout = settings.readiness_timeout_seconds
-        redis = Redis.from_url(
-            str(settings.redis_url),
-            socket_connect_timeout=timeout,
-            socket_timeout=timeout,
-            health_check_interval=15,
-        )
         http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=timeout))
-        return cls(settings=settings, temporal=temporal, redis=redis, http=http)
+        return cls(settings=settings, temporal=temporal, redis=open_redis(settings), http=http)
 
     async def close(self) -> None:
         await self.http.aclose()
         await self.redis.aclose()
+
+
+def open_redis(settings: Settings) -> Redis:
+    """A pooled client that gives up within the readiness timeout instead of hanging."""
+    timeout = settings.readiness_timeout_seconds
+    return Redis.from_url(
+        str(settings.redis_url),
+        socket_connect_timeout=timeout,
+        socket_timeout=timeout,
+        health_check_interval=15,
+    )

@@ -52,5 +52,9 @@ class TurnNotRunning(OrchestratorError):
     status, code, title = 409, "turn_not_running", "Turn already ended"
 
 
+class TrainingLocked(OrchestratorError):
+    status, code, title = 409, "training_locked", "Training mode held by another admin"
+
+
 class PolicyMismatch(OrchestratorError):
     status, code, title = 409, "policy_mismatch", "Policy mismatch"

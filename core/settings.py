@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     #: Continue-as-new after this many turns of one run; 0 leaves it to Temporal's suggestion.
     conversation_turns_per_run: int = Field(default=0, ge=0)
 
+    #: The shortest training-mode lease an admin may ask for. Only the test suite lowers it,
+    #: so that expiry is seen in seconds through the real timer.
+    training_min_ttl_seconds: int = Field(default=60, ge=1, le=86400)
+
     #: Where the worker exposes the Temporal SDK's Prometheus metrics; empty turns it off.
     worker_metrics_address: str = "127.0.0.1:9464"
     readiness_timeout_seconds: float = Field(default=2.0, gt=0, le=30)

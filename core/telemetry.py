@@ -11,6 +11,7 @@ import sys
 from contextvars import ContextVar
 
 from opentelemetry import trace
+from opentelemetry.propagate import inject
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from pythonjsonlogger.core import RESERVED_ATTRS
@@ -66,6 +67,13 @@ def configure_tracing(service: str) -> trace.Tracer:
             TracerProvider(resource=Resource.create({"service.name": service}))
         )
     return trace.get_tracer(service)
+
+
+def current_traceparent() -> str:
+    """The W3C `traceparent` of the active span, to carry into workflows and events."""
+    carrier: dict[str, str] = {}
+    inject(carrier)
+    return carrier.get("traceparent", "")
 
 
 def current_trace_id() -> str:

@@ -22,10 +22,13 @@ PRODUCT = ("worker", "api")
 
 
 class EmbeddedStack:
-    def __init__(self, data_dir: Path, ports: DevPorts) -> None:
+    def __init__(
+        self, data_dir: Path, ports: DevPorts, environment: dict[str, str] | None = None
+    ) -> None:
+        """`environment`: ORCH_ settings over the embedded defaults, for the worker and the API."""
         self.data_dir = data_dir
         self.ports = ports
-        self.environment = services.dev_environment(data_dir, ports)
+        self.environment = {**services.dev_environment(data_dir, ports), **(environment or {})}
         self.settings = load_settings(**_as_settings(self.environment))
         self.processes: dict[str, ManagedProcess] = {}
         self._clients: Clients | None = None

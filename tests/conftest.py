@@ -22,10 +22,17 @@ from core.tokens import mint_token
 from deploy.services import DevPorts
 from deploy.stack import EmbeddedStack
 
+TEST_MIN_TTL_SECONDS = 2
+
 
 @pytest_asyncio.fixture(scope="session")
 async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[EmbeddedStack]:
-    embedded = EmbeddedStack(tmp_path_factory.mktemp("stack"), DevPorts.free())
+    embedded = EmbeddedStack(
+        tmp_path_factory.mktemp("stack"),
+        DevPorts.free(),
+        # Training leases of a few seconds, so expiry is seen through the real timer.
+        {"ORCH_TRAINING_MIN_TTL_SECONDS": str(TEST_MIN_TTL_SECONDS)},
+    )
     await embedded.start()
     try:
         yield embedded

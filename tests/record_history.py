@@ -1,11 +1,13 @@
-"""Record a conversation's workflow history for the replay test.
+"""Record workflow histories for the replay test.
 
-    python -m tests.record_history tests/histories/conversation-v2.json
+    python -m tests.record_history tests/histories/conversation-v3.json tests/histories/training-v1.json
 
-Starts the embedded stack in a temporary data dir and, through the API, runs a turn with an
-Idempotency-Key (sent twice), a refused turn, feedback and a close, then writes the
-workflow's history as JSON. Record a new file whenever the workflow's commands change (with
-`workflow.patched`), and keep the old ones: running workflows still have those histories.
+Starts the embedded stack in a temporary data dir and, through the API, switches a tenant's
+training mode on, runs a turn with an Idempotency-Key (sent twice), a refused turn, feedback
+and a close; then extends, disables, and enables the mode again until it expires. Writes the
+conversation's and the training workflow's histories as JSON. Record new files whenever a
+workflow's commands change (with `workflow.patched`), and keep the old ones: running
+workflows still have those histories.
 """
 
 from __future__ import annotations
@@ -24,35 +26,44 @@ from deploy.services import DevPorts
 from deploy.stack import EmbeddedStack
 
 
-async def record(target: Path) -> None:
+async def record(conversation_file: Path, training_file: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="record-history-") as data_dir:
-        stack = EmbeddedStack(Path(data_dir), DevPorts.free())
+        environment = {"ORCH_TRAINING_MIN_TTL_SECONDS": "2"}  # see it expire in seconds
+        stack = EmbeddedStack(Path(data_dir), DevPorts.free(), environment)
         await stack.start()
         try:
-            workflow_id = await _converse(stack)
+            workflow_ids = await _converse(stack)
             settings = stack.settings
             temporal = await Client.connect(
                 settings.temporal_address, namespace=settings.temporal_namespace
             )
-            history = await temporal.get_workflow_handle(workflow_id).fetch_history()
+            for workflow_id, target in zip(
+                workflow_ids, (conversation_file, training_file), strict=True
+            ):
+                history = await temporal.get_workflow_handle(workflow_id).fetch_history()
+                target.write_text(history.to_json() + "\n")
+                print(f"{target}: {len(history.events)} events of {workflow_id}")
         finally:
             await stack.stop()
-    target.write_text(history.to_json() + "\n")
-    print(f"{target}: {len(history.events)} events of {workflow_id}")
 
 
-async def _converse(stack: EmbeddedStack) -> str:
-    token = mint_token(stack.settings, tenant="acme", roles=["user"])
-    auth = {"Authorization": f"Bearer {token}"}
+async def _converse(stack: EmbeddedStack) -> tuple[str, str]:
+    user = mint_token(stack.settings, tenant="acme", roles=["user"])
+    admin = mint_token(stack.settings, tenant="acme", roles=["admin"], subject="alice")
     session = f"history-{uuid.uuid4().hex[:12]}"
     async with httpx.AsyncClient(base_url=stack.urls()["api_url"], timeout=60) as api:
 
-        async def call(path: str, body: dict[str, object], **headers: str) -> dict[str, object]:
+        async def call(
+            path: str, body: dict[str, object], token: str = user, **headers: str
+        ) -> dict[str, object]:
+            auth = {"Authorization": f"Bearer {token}"}
             response = await api.post(path, json=body, headers={**auth, **headers})
             response.raise_for_status()
             answer: dict[str, object] = response.json()
             return answer
 
+        training = {"ttl_seconds": 300, "reason": "record a history"}
+        await call("/v1/training/enable", training, admin)
         first = {"session_id": session, "message": "Name a color."}
         turn = await call("/v1/conversation/step", first, **{"Idempotency-Key": "first"})
         await call("/v1/conversation/step", first, **{"Idempotency-Key": "first"})
@@ -60,11 +71,15 @@ async def _converse(stack: EmbeddedStack) -> str:
         await call("/v1/conversation/step", refused)
         await call(f"/v1/conversation/{session}/feedback", {"turn": 1, "rating": 1})
         await call(f"/v1/conversation/{session}/close", {})
-        await asyncio.sleep(3)  # the outbox publishes the close event before the run ends
-    return str(turn["workflow_id"])
+        await call("/v1/training/enable", {**training, "ttl_seconds": 600}, admin)
+        await call("/v1/training/disable", {"reason": "recorded"}, admin)
+        # Long enough for one lease check (every 10 s) before it expires.
+        await call("/v1/training/enable", {**training, "ttl_seconds": 12}, admin)
+        await asyncio.sleep(15)  # expired; the outboxes are published
+    return str(turn["workflow_id"]), "training-mode:acme"
 
 
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
+    if len(sys.argv) != 3:
         sys.exit(__doc__)
-    asyncio.run(record(Path(sys.argv[1])))
+    asyncio.run(record(Path(sys.argv[1]), Path(sys.argv[2])))

@@ -1,7 +1,8 @@
 """`orchestrator worker`: serves the orchestrator task queues until SIGTERM, then drains.
 
-Two workers share one client: ORCH_TASK_QUEUE (workflows and light activities) and
-ORCH_SLM_TASK_QUEUE (the SLM calls), so either can be scaled alone with `--queue`.
+Two workers share one client: ORCH_TASK_QUEUE (the conversation and training-mode workflows,
+moderation, events and the training lock) and ORCH_SLM_TASK_QUEUE (the SLM calls), so either
+can be scaled alone with `--queue`.
 The Temporal SDK's own metrics are served on ORCH_WORKER_METRICS_ADDRESS.
 """
 
@@ -13,7 +14,6 @@ import signal
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
-from redis.asyncio import Redis
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
@@ -22,12 +22,15 @@ from temporalio.worker import Worker
 from activities.events import EventPublisher
 from activities.moderation import ModerationActivities
 from activities.slm import SlmActivities
+from activities.training_lock import TrainingLock
 from core import policy_registry
+from core.clients import open_redis
 from core.errors import DependencyUnavailable
 from core.policy import load_policy
 from core.settings import ConfigurationError, Settings
 from core.telemetry import configure_tracing
 from workflows.conversation import ConversationWorkflow
+from workflows.training_mode import TrainingModeWorkflow
 
 log = logging.getLogger("orchestrator.worker")
 _GRACEFUL_SHUTDOWN = timedelta(seconds=20)
@@ -60,19 +63,27 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
     async with AsyncExitStack() as resources:
         workers = []
         if queue in (None, settings.task_queue):
-            redis = Redis.from_url(str(settings.redis_url))
+            redis = open_redis(settings)
             resources.push_async_callback(redis.aclose)
             publishing = asyncio.create_task(policy_registry.publish_until_done(redis, policy))
             resources.callback(publishing.cancel)
             publisher = EventPublisher(settings, runtime.metric_meter)
             resources.push_async_callback(publisher.close)
             moderation = ModerationActivities(policy)
+            lock = TrainingLock(redis, runtime.metric_meter)
             workers.append(
                 _worker(
                     client,
                     settings.task_queue,
-                    workflows=[ConversationWorkflow],
-                    activities=[publisher.publish, moderation.check],
+                    workflows=[ConversationWorkflow, TrainingModeWorkflow],
+                    activities=[
+                        publisher.publish,
+                        moderation.check,
+                        lock.acquire,
+                        lock.renew,
+                        lock.release,
+                        lock.read,
+                    ],
                 )
             )
         if queue in (None, settings.slm_task_queue):

@@ -1,4 +1,4 @@
-"""CloudEvents 1.0 (structured mode) for conversation events (CONTRACT section 5).
+"""CloudEvents 1.0 (structured mode) for conversation and training events (CONTRACT section 5).
 
 Pure functions of workflow state: the same logical event always gets the same `id`
 (a UUIDv5 of workflow id, kind and sequence), so a retried publish repeats it and
@@ -16,6 +16,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.events import PublishRequest
     from activities.moderation import Verdict
+    from workflows.timestamps import iso
     from workflows.turns import Feedback, TurnRecord
 
 _EVENT_NAMESPACE = uuid.UUID("6f1e3c1e-3d7a-4c55-9a8e-6c1b0c7f5a10")
@@ -36,6 +37,50 @@ def public_verdict(verdict: Verdict) -> dict[str, Any]:
     }
 
 
+def cloud_event(
+    *,
+    topic: str,
+    key: str,
+    tenant: str,
+    source: str,
+    event_type: str,
+    event_id: str,
+    time: datetime,
+    traceparent: str,
+    data: dict[str, Any],
+    policy_version: str,
+    constitution_hash: str,
+    headers: dict[str, str] | None = None,
+) -> PublishRequest:
+    """One event, keyed by `key` (its order is kept per key), stamped with the policy in force."""
+    value = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": source,
+        "type": event_type,
+        "time": iso(time),
+        "subject": key,
+        "datacontenttype": "application/json",
+        "data": data,
+        "tenant": tenant,
+        "traceparent": traceparent,
+        "policyversion": policy_version,
+        "constitutionhash": constitution_hash,
+    }
+    return PublishRequest(
+        topic=topic,
+        key=key,
+        value=value,
+        headers={
+            "event_id": event_id,
+            "tenant": tenant,
+            "traceparent": traceparent,
+            "constitution_hash": constitution_hash,
+            **(headers or {}),
+        },
+    )
+
+
 def conversation_event(
     *,
     topic: str,
@@ -50,29 +95,20 @@ def conversation_event(
     decision: str | None = None,
 ) -> PublishRequest:
     """`policy` names the policy in force; `decision` is set on turn events only."""
-    value = {
-        "specversion": "1.0",
-        "id": event_id,
-        "source": f"/orchestrator/tenants/{tenant}/conversations",
-        "type": event_type,
-        "time": time.isoformat().replace("+00:00", "Z"),
-        "subject": session_id,
-        "datacontenttype": "application/json",
-        "data": data,
-        "tenant": tenant,
-        "traceparent": traceparent,
-        "policyversion": policy.policy_version,
-        "constitutionhash": policy.constitution_hash,
-    }
-    headers = {
-        "event_id": event_id,
-        "tenant": tenant,
-        "traceparent": traceparent,
-        "constitution_hash": policy.constitution_hash,
-    }
-    if decision is not None:
-        headers["policy_verdict"] = decision
-    return PublishRequest(topic=topic, key=session_id, value=value, headers=headers)
+    return cloud_event(
+        topic=topic,
+        key=session_id,
+        tenant=tenant,
+        source=f"/orchestrator/tenants/{tenant}/conversations",
+        event_type=event_type,
+        event_id=event_id,
+        time=time,
+        traceparent=traceparent,
+        data=data,
+        policy_version=policy.policy_version,
+        constitution_hash=policy.constitution_hash,
+        headers={"policy_verdict": decision} if decision is not None else None,
+    )
 
 
 def turn_data(session_id: str, record: TurnRecord) -> dict[str, Any]:
@@ -89,7 +125,7 @@ def turn_data(session_id: str, record: TurnRecord) -> dict[str, Any]:
             "completion_tokens": record.usage.completion_tokens,
         },
         "training_mode": record.training_mode,
-        "training_fence": None,
+        "training_fence": record.training_fence,
         "trace_id": record.trace_id,
         "metadata": record.metadata,
     }

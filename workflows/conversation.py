@@ -16,7 +16,8 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.moderation import Verdict
     from activities.slm import Completion, CompletionRequest
-    from workflows import calls, outbox
+    from activities.training_lock import Lease
+    from workflows import calls, lease_calls, outbox
     from workflows.cloudevents import (
         closed_data,
         conversation_event,
@@ -31,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         TRAINING_MODE,
         TURN_COUNT,
     )
+    from workflows.timestamps import iso
     from workflows.turns import (
         CloseRequest,
         ConversationState,
@@ -45,6 +47,8 @@ with workflow.unsafe.imports_passed_through():
 
 #: workflow.patched id: the SLM activity returns the output verdict with the reply.
 OUTPUT_CHECKED_BY_SLM = "output-checked-by-slm"
+#: workflow.patched id: each turn reads the tenant's training lease beside the input check.
+TRAINING_LEASE_READ = "training-lease-read"
 
 #: What continue-as-new carries: enough to answer the transcript and replays, small enough
 #: to stay far below Temporal's payload limits.
@@ -151,7 +155,7 @@ class ConversationWorkflow:
             session_id=self.state.settings.session_id,
             status=self.state.status,
             turns=page,
-            training_mode=False,
+            training_mode=bool(self.state.turns) and self.state.turns[-1].training_mode,
             workflow_id=info.workflow_id,
             run_id=info.run_id,
             turn_count=self.state.turn_count,
@@ -169,12 +173,13 @@ class ConversationWorkflow:
         number = self.state.turn_count
         started = workflow.now()
         self._touch()
-        checks = [await self._moderate(request.message, "input")]
-        usage, timings = Usage(), {"input_moderation": checks[0].duration_seconds}
-        if checks[0].decision == "refuse":
-            status, reply = "refused", checks[0].message
+        first_check, lease = await self._admit(request.message)
+        checks = [first_check]
+        usage, timings = Usage(), {"input_moderation": first_check.duration_seconds}
+        if first_check.decision == "refuse":
+            status, reply = "refused", first_check.message
         else:
-            completion = await self._complete(request, number, started)
+            completion = await self._complete(request, number, started, lease)
             usage = Usage(completion.prompt_tokens, completion.completion_tokens)
             timings["slm"] = completion.duration_seconds
             checks.append(await self._output_verdict(completion))
@@ -184,7 +189,7 @@ class ConversationWorkflow:
                 ("refused", checks[-1].message) if refused else ("completed", completion.text)
             )
         verdict = checks[-1]
-        self._record(_ended(request, number, started, status, reply, verdict, usage))
+        self._record(_ended(request, number, started, status, reply, verdict, usage, lease))
         info = workflow.info()
         return TurnResult(
             session_id=self.state.settings.session_id,
@@ -193,7 +198,7 @@ class ConversationWorkflow:
             reply=reply,
             verdict=verdict,
             usage=usage,
-            training_mode=False,
+            training_mode=lease is not None,
             trace_id=request.trace_id,
             workflow_id=info.workflow_id,
             run_id=info.run_id,
@@ -201,7 +206,23 @@ class ConversationWorkflow:
             timings=timings,
         )
 
-    async def _complete(self, request: TurnRequest, number: int, started: datetime) -> Completion:
+    async def _admit(self, message: str) -> tuple[Verdict, Lease | None]:
+        """The input check and, beside it in the same workflow task, the training lease."""
+        if not workflow.patched(TRAINING_LEASE_READ):
+            return await self._moderate(message, "input"), None
+        return await asyncio.gather(self._moderate(message, "input"), self._training_lease())
+
+    async def _training_lease(self) -> Lease | None:
+        try:
+            return (await lease_calls.read(self.state.settings.tenant)).lease
+        except ActivityError:
+            # Unknown counts as off: a turn is only ever marked under a lease that was seen.
+            workflow.logger.warning("training lock unreadable; the turn is not marked")
+            return None
+
+    async def _complete(
+        self, request: TurnRequest, number: int, started: datetime, lease: Lease | None
+    ) -> Completion:
         policy = self.state.policy
         assert policy is not None  # set by the input check
         settings = self.state.settings
@@ -220,7 +241,7 @@ class ConversationWorkflow:
                 settings.slm_task_queue,
             )
         except ActivityError as error:
-            self._record(_ended(request, number, started, "failed", "", policy, Usage()))
+            self._record(_ended(request, number, started, "failed", "", policy, Usage(), lease))
             raise ApplicationError(
                 "The language model did not answer; the turn failed. Retry in a moment.",
                 type="slm_unavailable",
@@ -335,8 +356,9 @@ def _ended(
     reply: str,
     verdict: Verdict,
     usage: Usage,
+    lease: Lease | None,
 ) -> TurnRecord:
-    """The record of a turn that ended now."""
+    """The record of a turn that ended now, marked if it ran under a training lease."""
     return TurnRecord(
         turn=number,
         message=request.message,
@@ -344,13 +366,11 @@ def _ended(
         status=status,
         verdict=verdict,
         trace_id=request.trace_id,
-        started_at=_iso(started),
-        completed_at=_iso(workflow.now()),
+        started_at=iso(started),
+        completed_at=iso(workflow.now()),
         usage=usage,
+        training_mode=lease is not None,
+        training_fence=lease.fence if lease else None,
         metadata=request.metadata,
         traceparent=request.traceparent,
     )
-
-
-def _iso(moment: datetime) -> str:
-    return moment.isoformat().replace("+00:00", "Z")

@@ -66,6 +66,8 @@ class TurnRecord:
     metadata: dict[str, Any] = field(default_factory=dict)
     #: The W3C trace context of the request, carried to the turn's event.
     traceparent: str = ""
+    #: The fence of the training lease the turn ran under; None when not in training mode.
+    training_fence: int | None = None
 
 
 @dataclass

@@ -7,7 +7,6 @@ import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Header, Path, Query, Request, Response, status
-from opentelemetry.propagate import inject
 from temporalio.client import WithStartWorkflowOperation
 from temporalio.common import (
     SearchAttributePair,
@@ -28,7 +27,7 @@ from api.schemas import (
 from api.temporal_errors import temporal_errors
 from core.errors import InvalidRequest, SessionClosed
 from core.settings import Settings
-from core.telemetry import current_trace_id, session_id_var
+from core.telemetry import current_trace_id, current_traceparent, session_id_var
 from workflows.conversation import ConversationWorkflow
 from workflows.search_attributes import SESSION_ID, TENANT
 from workflows.turns import (
@@ -49,12 +48,6 @@ SessionId = Annotated[str, Path(pattern=SESSION_ID_PATTERN)]
 
 def workflow_id(tenant: str, session_id: str) -> str:
     return f"conversation:{tenant}:{session_id}"
-
-
-def _traceparent() -> str:
-    carrier: dict[str, str] = {}
-    inject(carrier)
-    return carrier.get("traceparent", "")
 
 
 def _start(settings: Settings, tenant: str, session_id: str) -> WithStartWorkflowOperation:  # type: ignore[type-arg]
@@ -109,10 +102,10 @@ async def step(
         metadata=body.metadata,
         idempotency_key=idempotency_key,
         trace_id=current_trace_id(),
-        traceparent=_traceparent(),
+        traceparent=current_traceparent(),
     )
     started = time.perf_counter()
-    with temporal_errors(session_id):
+    with temporal_errors(f"session {session_id}"):
         result: TurnResult = await clients.temporal.execute_update_with_start_workflow(
             ConversationWorkflow.step,
             turn,
@@ -134,7 +127,7 @@ async def _view(
 ) -> ConversationView:
     session_id_var.set(session_id)
     handle = clients.temporal.get_workflow_handle(workflow_id(tenant, session_id))
-    with temporal_errors(session_id):
+    with temporal_errors(f"session {session_id}"):
         view: ConversationView = await handle.query(ConversationWorkflow.transcript, page)
     return view
 
@@ -169,10 +162,12 @@ async def feedback(
             f"Session {session_id} has no turn {body.turn} (it has {view.turn_count})."
         )
     handle = clients.temporal.get_workflow_handle(workflow_id(principal.tenant, session_id))
-    with temporal_errors(session_id):
+    with temporal_errors(f"session {session_id}"):
         await handle.signal(
             ConversationWorkflow.feedback,
-            Feedback(body.turn, body.rating, body.comment, current_trace_id(), _traceparent()),
+            Feedback(
+                body.turn, body.rating, body.comment, current_trace_id(), current_traceparent()
+            ),
         )
     return {"session_id": session_id, "turn": body.turn, "accepted": True}
 
@@ -187,9 +182,9 @@ async def close(
             await _view(clients, principal.tenant, session_id, TranscriptRequest())
         )
     handle = clients.temporal.get_workflow_handle(workflow_id(principal.tenant, session_id))
-    with temporal_errors(session_id):
+    with temporal_errors(f"session {session_id}"):
         view: ConversationView = await handle.execute_update(
             ConversationWorkflow.close,
-            CloseRequest(trace_id=current_trace_id(), traceparent=_traceparent()),
+            CloseRequest(trace_id=current_trace_id(), traceparent=current_traceparent()),
         )
     return ConversationOut.of(view)

@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import ClientsDep
+from api.metrics import refresh_training_state
 from api.problems import problem
 from core import readiness
 
@@ -38,5 +39,6 @@ async def readyz(clients: ClientsDep) -> Response:
 
 
 @router.get("/metrics")
-async def metrics() -> Response:
+async def metrics(clients: ClientsDep) -> Response:
+    await refresh_training_state(clients.redis, clients.settings.readiness_timeout_seconds)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

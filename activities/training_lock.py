@@ -1,0 +1,192 @@
+"""The training-mode lock in Redis: a leased, fenced key per tenant, which every process reads.
+
+`orchestrator:training:<tenant>:lock` holds the lease as JSON (token, holder, fence, reason,
+enabled_at, expires_at), written with SET NX PX so it vanishes by itself at `expires_at`.
+`orchestrator:training:<tenant>:fence` grows by one at every enable. Only a compare-and-act
+script, given the holder's token, extends, restores or releases a lease, so a stale holder can
+never touch a newer one. TrainingModeWorkflow is the only writer; every activity here is
+idempotent, so Temporal may retry any of them.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from redis.asyncio import Redis
+from temporalio import activity
+from temporalio.common import MetricMeter
+
+TENANTS_KEY = "orchestrator:training:tenants"
+
+# KEYS: lock, fence, tenants. ARGV: token, lease JSON, ttl ms, lowest acceptable fence, tenant.
+# Holding the lease already (a retried acquire) returns it unchanged: the fence moves once.
+_ACQUIRE = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  if cjson.decode(current).token == ARGV[1] then return {1, current} end
+  return {0, current}
+end
+local fence = redis.call('INCR', KEYS[2])
+if fence < tonumber(ARGV[4]) then
+  fence = tonumber(ARGV[4])
+  redis.call('SET', KEYS[2], fence)
+end
+local lease = cjson.decode(ARGV[2])
+lease.fence = fence
+local value = cjson.encode(lease)
+redis.call('SET', KEYS[1], value, 'NX', 'PX', ARGV[3])
+redis.call('SADD', KEYS[3], ARGV[5])
+return {1, value}
+"""
+
+# KEYS: lock, fence, tenants. ARGV: token, lease JSON, ttl ms, fence, tenant.
+# 0: another holder's lease is there; 1: ours, rewritten; 2: it was gone, written back
+# (with the fence counter, should Redis have lost that too).
+_RENEW = """
+local current = redis.call('GET', KEYS[1])
+if current and cjson.decode(current).token ~= ARGV[1] then return 0 end
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+if tonumber(redis.call('GET', KEYS[2]) or '0') < tonumber(ARGV[4]) then
+  redis.call('SET', KEYS[2], ARGV[4])
+end
+redis.call('SADD', KEYS[3], ARGV[5])
+if current then return 1 end
+return 2
+"""
+
+# KEYS: lock. ARGV: token. 1: released; 0: not ours, or already gone.
+_RELEASE = """
+local current = redis.call('GET', KEYS[1])
+if current and cjson.decode(current).token == ARGV[1] then
+  redis.call('DEL', KEYS[1])
+  return 1
+end
+return 0
+"""
+
+
+def lock_key(tenant: str) -> str:
+    return f"orchestrator:training:{tenant}:lock"
+
+
+def fence_key(tenant: str) -> str:
+    return f"orchestrator:training:{tenant}:fence"
+
+
+@dataclass
+class Lease:
+    """The value of the lock key. `token` is the holder's secret; never shown to clients."""
+
+    token: str
+    holder: str
+    fence: int
+    reason: str
+    enabled_at: str  # ISO 8601, UTC
+    expires_at: str
+
+    def ttl_ms(self) -> int:
+        """Milliseconds left before `expires_at`, by this machine's clock."""
+        expires = datetime.fromisoformat(self.expires_at)
+        return int(expires.timestamp() * 1000 - time.time() * 1000)
+
+    @classmethod
+    def parse(cls, raw: bytes | str) -> Lease:
+        fields: dict[str, Any] = json.loads(raw)
+        return cls(**{name: fields[name] for name in cls.__dataclass_fields__})
+
+
+@dataclass
+class LeaseRequest:
+    tenant: str
+    lease: Lease
+
+
+@dataclass
+class AcquireResult:
+    acquired: bool
+    #: Ours (with the fence Redis gave it) when acquired, else the live lease of another holder.
+    lease: Lease
+
+
+@dataclass
+class RenewResult:
+    #: "renewed", "restored" (the key was gone), "held_by_other" or "expired" (nothing written).
+    outcome: str
+
+
+@dataclass
+class ReleaseRequest:
+    tenant: str
+    token: str
+
+
+@dataclass
+class ReadRequest:
+    tenant: str
+
+
+@dataclass
+class ReadResult:
+    lease: Lease | None
+
+
+class TrainingLock:
+    def __init__(self, redis: Redis, meter: MetricMeter) -> None:
+        self._redis = redis
+        self._acquire = redis.register_script(_ACQUIRE)
+        self._renew = redis.register_script(_RENEW)
+        self._release = redis.register_script(_RELEASE)
+        self._state = meter.create_gauge(
+            "training_mode_state",
+            "1 while the tenant's training mode is on, as this worker saw it.",
+        )
+
+    @activity.defn(name="training.acquire")
+    async def acquire(self, request: LeaseRequest) -> AcquireResult:
+        """Take the lock if it is free; `request.lease.fence` is the lowest fence to hand out."""
+        tenant, lease = request.tenant, request.lease
+        held, raw = await self._acquire(
+            keys=[lock_key(tenant), fence_key(tenant), TENANTS_KEY],
+            args=[lease.token, _json(lease), max(lease.ttl_ms(), 1), lease.fence, tenant],
+        )
+        result = AcquireResult(acquired=bool(held), lease=Lease.parse(raw))
+        if result.acquired:
+            self._state.set(1, {"tenant": tenant})
+        return result
+
+    @activity.defn(name="training.renew")
+    async def renew(self, request: LeaseRequest) -> RenewResult:
+        """Write our lease again (a new expiry, or back after Redis lost it), never another's."""
+        tenant, lease = request.tenant, request.lease
+        ttl_ms = lease.ttl_ms()
+        if ttl_ms <= 0:
+            return RenewResult("expired")
+        outcome = await self._renew(
+            keys=[lock_key(tenant), fence_key(tenant), TENANTS_KEY],
+            args=[lease.token, _json(lease), ttl_ms, lease.fence, tenant],
+        )
+        if outcome:
+            self._state.set(1, {"tenant": tenant})
+        return RenewResult({0: "held_by_other", 1: "renewed", 2: "restored"}[int(outcome)])
+
+    @activity.defn(name="training.release")
+    async def release(self, request: ReleaseRequest) -> bool:
+        released = bool(await self._release(keys=[lock_key(request.tenant)], args=[request.token]))
+        self._state.set(0, {"tenant": request.tenant})
+        return released
+
+    @activity.defn(name="training.read")
+    async def read(self, request: ReadRequest) -> ReadResult:
+        """The tenant's live lease, if any: what marks a conversation turn."""
+        raw = await self._redis.get(lock_key(request.tenant))
+        lease = Lease.parse(raw) if raw else None
+        self._state.set(1 if lease else 0, {"tenant": request.tenant})
+        return ReadResult(lease)
+
+
+def _json(lease: Lease) -> str:
+    return json.dumps(asdict(lease), separators=(",", ":"))

@@ -1,0 +1,288 @@
+"""TrainingModeWorkflow: one per tenant (`training-mode:<tenant>`), the authority on its mode.
+
+Enable (and extend, by the same holder) and disable arrive as updates; a timer ends the mode
+at `expires_at`. The lease in Redis is what every other process reads: written at enable,
+checked every few seconds while the mode is on (and written back if Redis lost it), released
+at the end. Every transition puts its audit event in the outbox, published in order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from activities.training_lock import Lease
+    from workflows import lease_calls, outbox
+    from workflows.cloudevents import cloud_event, event_id
+    from workflows.search_attributes import TRAINING_MODE
+    from workflows.timestamps import iso
+    from workflows.training_state import (
+        DisableRequest,
+        EnableRequest,
+        TrainingState,
+        TrainingStatus,
+    )
+
+
+class TrainingLocked(ApplicationError):
+    def __init__(self, lease: Lease) -> None:
+        super().__init__(
+            f"Training mode is held by {lease.holder} until {lease.expires_at}; "
+            "ask them to disable it, or wait until it expires.",
+            {"holder": lease.holder, "expires_at": lease.expires_at},
+            type="training_locked",
+            non_retryable=True,
+        )
+
+
+def _lock_store_unavailable() -> ApplicationError:
+    return ApplicationError(
+        "Redis, which holds the training lock, did not answer; nothing changed. Retry in a moment.",
+        {"dependency": "redis"},
+        type="lock_store_unavailable",
+        non_retryable=True,
+    )
+
+
+@workflow.defn
+class TrainingModeWorkflow:
+    @workflow.init
+    def __init__(self, state: TrainingState) -> None:
+        self.state = state
+        self._lock = asyncio.Lock()
+        self._next_check = workflow.now() + self._check_interval()
+
+    @workflow.run
+    async def run(self, state: TrainingState) -> TrainingStatus:
+        while True:
+            left = self._time_to_next_duty()
+            if left is None or left > timedelta(0):
+                try:
+                    await workflow.wait_condition(
+                        lambda: bool(self.state.outbox) or self._due_to_end_run(), timeout=left
+                    )
+                except TimeoutError:
+                    pass
+            async with self._lock:
+                await self._scheduled_duties()
+            await outbox.publish(self.state.outbox)
+            if self._due_to_end_run() and not self._lock.locked():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                self.state.checks_this_run = 0
+                workflow.continue_as_new(self.state)
+
+    @workflow.update
+    async def enable(self, request: EnableRequest) -> TrainingStatus:
+        async with self._lock:
+            await self._expire_if_due()
+            self._check_enable(request)  # again: the state may have changed while waiting
+            self.state.policy = request.policy
+            lease = self.state.lease
+            if lease is not None and lease.holder == request.actor:
+                await self._extend(lease, request)
+            else:
+                await self._acquire(request)
+            return self.status()
+
+    @enable.validator
+    def _validate_enable(self, request: EnableRequest) -> None:
+        self._check_enable(request)
+
+    @workflow.update
+    async def disable(self, request: DisableRequest) -> TrainingStatus:
+        async with self._lock:
+            await self._expire_if_due()
+            lease = self.state.lease
+            if lease is None:
+                return self.status()  # already off: nothing to do, nothing to audit
+            try:
+                await lease_calls.release(self.state.settings.tenant, lease.token)
+            except ActivityError:
+                raise _lock_store_unavailable() from None
+            self.state.policy = request.policy
+            self.state.lease = None
+            self._transition("disabled", request.actor, request.reason, lease, request.traceparent)
+            return self.status()
+
+    @workflow.query
+    def status(self) -> TrainingStatus:
+        lease = self.state.lease
+        return TrainingStatus(
+            tenant=self.state.settings.tenant,
+            enabled=lease is not None,
+            holder=lease.holder if lease else None,
+            fence=self.state.fence,
+            reason=lease.reason if lease else None,
+            enabled_at=lease.enabled_at if lease else None,
+            expires_at=lease.expires_at if lease else None,
+        )
+
+    def _check_enable(self, request: EnableRequest) -> None:
+        settings = self.state.settings
+        if not settings.min_ttl_seconds <= request.ttl_seconds <= settings.max_ttl_seconds:
+            raise ApplicationError(
+                f"ttl_seconds must be from {settings.min_ttl_seconds} to "
+                f"{settings.max_ttl_seconds}; got {request.ttl_seconds}.",
+                type="invalid_request",
+                non_retryable=True,
+            )
+        lease = self.state.lease
+        live = lease is not None and workflow.now() < datetime.fromisoformat(lease.expires_at)
+        if lease is not None and live and lease.holder != request.actor:
+            raise TrainingLocked(lease)
+
+    async def _acquire(self, request: EnableRequest) -> None:
+        await self._settle_unknown_acquires(raise_on_failure=True)
+        now = workflow.now()
+        lease = Lease(
+            # From the workflow's seeded random: the same token on replay and on every retry.
+            token=str(workflow.uuid4()),
+            holder=request.actor,
+            fence=self.state.fence + 1,  # the lowest fence Redis may hand out
+            reason=request.reason,
+            enabled_at=iso(now),
+            expires_at=iso(now + timedelta(seconds=request.ttl_seconds)),
+        )
+        try:
+            result = await lease_calls.acquire(self.state.settings.tenant, lease)
+        except ActivityError:
+            # It may have been written before Redis stopped answering: released later.
+            self.state.unsettled_tokens.append(lease.token)
+            raise _lock_store_unavailable() from None
+        if not result.acquired:  # a lease this workflow did not write (left by an earlier one)
+            raise TrainingLocked(result.lease)
+        self.state.lease, self.state.fence = result.lease, result.lease.fence
+        self._next_check = now + self._check_interval()
+        self._transition("enabled", request.actor, request.reason, None, request.traceparent)
+
+    async def _extend(self, lease: Lease, request: EnableRequest) -> None:
+        expires = workflow.now() + timedelta(seconds=request.ttl_seconds)
+        extended = dataclasses.replace(lease, reason=request.reason, expires_at=iso(expires))
+        try:
+            outcome = (await lease_calls.renew(self.state.settings.tenant, extended)).outcome
+        except ActivityError:
+            raise _lock_store_unavailable() from None
+        if outcome == "held_by_other":
+            raise _lock_store_unavailable()  # never expected: only this workflow writes the key
+        self.state.lease = extended
+        self._transition("extended", request.actor, request.reason, lease, request.traceparent)
+
+    async def _scheduled_duties(self) -> None:
+        await self._expire_if_due()
+        if workflow.now() < self._next_check:
+            return
+        self._next_check = workflow.now() + self._check_interval()
+        if self.state.lease is not None:
+            await self._check_lease(self.state.lease)
+        await self._settle_unknown_acquires(raise_on_failure=False)
+
+    async def _expire_if_due(self) -> None:
+        lease = self.state.lease
+        if lease is None or workflow.now() < datetime.fromisoformat(lease.expires_at):
+            return
+        self.state.lease = None
+        self._transition("expired", "system", "the ttl ran out", lease, "")
+        # Redis dropped the key at the same moment; this only makes sure.
+        self.state.unsettled_tokens.append(lease.token)
+        await self._settle_unknown_acquires(raise_on_failure=False)
+
+    async def _check_lease(self, lease: Lease) -> None:
+        self.state.checks_this_run += 1
+        tenant = self.state.settings.tenant
+        try:
+            outcome = (await lease_calls.renew(tenant, lease)).outcome
+        except ActivityError:
+            workflow.logger.warning("cannot check the training lock; Redis is not answering")
+            return
+        if outcome == "restored":
+            workflow.logger.warning(
+                "training lock was missing in Redis; written back", extra=self._log_fields(lease)
+            )
+        elif outcome == "held_by_other":
+            workflow.logger.error(
+                "training lock is held by a lease this workflow did not write",
+                extra=self._log_fields(lease),
+            )
+
+    async def _settle_unknown_acquires(self, *, raise_on_failure: bool) -> None:
+        while self.state.unsettled_tokens:
+            try:
+                await lease_calls.release(
+                    self.state.settings.tenant, self.state.unsettled_tokens[0]
+                )
+            except ActivityError:
+                if raise_on_failure:
+                    raise _lock_store_unavailable() from None
+                return
+            self.state.unsettled_tokens.pop(0)
+
+    def _transition(
+        self, kind: str, actor: str, reason: str, previous: Lease | None, traceparent: str
+    ) -> None:
+        """Record a transition: its audit event, the search attribute, a log line."""
+        state, settings = self.state, self.state.settings
+        lease = state.lease or previous
+        assert lease is not None
+        state.transitions += 1
+        info = workflow.info()
+        state.outbox.append(
+            cloud_event(
+                topic=settings.audit_topic,
+                key=settings.tenant,
+                tenant=settings.tenant,
+                source=f"/orchestrator/tenants/{settings.tenant}/training",
+                event_type=f"training.mode.{kind}",
+                # The chain's first run id: ids stay unique even if the workflow id is reused.
+                event_id=event_id(
+                    f"{info.workflow_id}/{info.first_execution_run_id}", kind, state.transitions
+                ),
+                time=workflow.now(),
+                traceparent=traceparent,
+                data={
+                    "tenant": settings.tenant,
+                    "actor": actor,
+                    "reason": reason,
+                    "fence": lease.fence,
+                    "expires_at": lease.expires_at,
+                    "previous_holder": previous.holder if previous else None,
+                },
+                policy_version=state.policy.policy_version,
+                constitution_hash=state.policy.constitution_hash,
+            )
+        )
+        workflow.upsert_search_attributes([TRAINING_MODE.value_set(state.lease is not None)])
+        workflow.logger.info(
+            "training mode %s by %s", kind, actor, extra={"actor": actor, **self._log_fields(lease)}
+        )
+
+    def _log_fields(self, lease: Lease) -> dict[str, object]:
+        return {
+            "tenant": self.state.settings.tenant,
+            "holder": lease.holder,
+            "fence": lease.fence,
+            "enabled_at": lease.enabled_at,
+            "expires_at": lease.expires_at,
+        }
+
+    def _time_to_next_duty(self) -> timedelta | None:
+        """Until the lease expires or is due for its check; None while there is nothing to do."""
+        due: list[datetime] = []
+        if self.state.lease is not None:
+            due += [datetime.fromisoformat(self.state.lease.expires_at), self._next_check]
+        if self.state.unsettled_tokens:
+            due.append(self._next_check)
+        return min(due) - workflow.now() if due else None
+
+    def _check_interval(self) -> timedelta:
+        return timedelta(seconds=self.state.settings.lease_check_seconds)
+
+    def _due_to_end_run(self) -> bool:
+        return (
+            workflow.info().is_continue_as_new_suggested()
+            or self.state.checks_this_run >= self.state.settings.checks_per_run
+        )
