@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from workflows.training_state import MAX_TTL_SECONDS, TrainingStatus
@@ -30,12 +32,4 @@ class TrainingOut(BaseModel):
 
     @classmethod
     def of(cls, status: TrainingStatus) -> TrainingOut:
-        return cls(
-            tenant=status.tenant,
-            enabled=status.enabled,
-            holder=status.holder,
-            fence=status.fence,
-            reason=status.reason,
-            enabled_at=status.enabled_at,
-            expires_at=status.expires_at,
-        )
+        return cls(**dataclasses.asdict(status))

@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 import pytest_asyncio
+from redis.asyncio import Redis
 from temporalio.client import Client
 
 from core.settings import Settings
@@ -59,6 +60,14 @@ async def api(api_url: str) -> AsyncIterator[httpx.AsyncClient]:
 @pytest_asyncio.fixture(scope="session")
 async def temporal(settings: Settings) -> Client:
     return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+
+
+@pytest_asyncio.fixture
+async def redis(settings: Settings) -> AsyncIterator[Redis]:
+    """A client of the stack's Redis, answering strings."""
+    client = Redis.from_url(str(settings.redis_url), decode_responses=True)
+    yield client
+    await client.aclose()
 
 
 @pytest.fixture(scope="session")

@@ -10,13 +10,12 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
-from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.service import RPCError
 
 from core.settings import Settings
 from deploy.stack import EmbeddedStack
+from tests.activities_in_flight import wait_until_started
 from tests.kafka_records import records_for_key
 from workflows.conversation import ConversationWorkflow
 from workflows.turns import ConversationSettings, ConversationState, TurnRequest, TurnResult
@@ -57,24 +56,6 @@ async def _step_directly(
     return result
 
 
-async def _wait_for_slm_call(temporal: Client, workflow_id: str) -> None:
-    async with asyncio.timeout(60):
-        while True:
-            try:
-                pending = (
-                    await temporal.get_workflow_handle(workflow_id).describe()
-                ).raw_description.pending_activities
-            except RPCError:
-                pending = []  # the workflow is not started yet
-            if any(
-                p.activity_type.name == "slm.complete"
-                and p.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
-                for p in pending
-            ):
-                return
-            await asyncio.sleep(0.05)
-
-
 async def test_worker_killed_during_the_slm_call_loses_nothing(
     stack: EmbeddedStack,
     api_url: str,
@@ -91,7 +72,7 @@ async def test_worker_killed_during_the_slm_call_loses_nothing(
                 headers=_auth(token),
             )
         )
-        await _wait_for_slm_call(temporal, f"conversation:acme:{session}")
+        await wait_until_started(temporal, f"conversation:acme:{session}", "slm.complete")
         worker_pid = stack.pids()["worker"]
         os.killpg(worker_pid, signal.SIGKILL)  # the worker dies mid-call, without a goodbye
         await stack.stop(("worker",))

@@ -8,19 +8,17 @@ import json
 import os
 import signal
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 
 import httpx
-import pytest_asyncio
 from redis.asyncio import Redis
-from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
-from temporalio.service import RPCError
 
 from activities.training_lock import fence_key, lock_key
 from core.settings import Settings
 from deploy.stack import EmbeddedStack
+from tests.activities_in_flight import wait_until_started
 from tests.kafka_records import records_for_key
 from workflows.training_mode import TrainingModeWorkflow
 from workflows.training_state import EnableRequest, TrainingSettings, TrainingState
@@ -32,13 +30,6 @@ def _tenant() -> str:
 
 def _admin(token: Callable[..., str], tenant: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token(tenant, 'admin', subject='alice')}"}
-
-
-@pytest_asyncio.fixture
-async def redis(settings: Settings) -> AsyncIterator[Redis]:
-    client = Redis.from_url(str(settings.redis_url), decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 async def test_redis_unreachable_refuses_enable_and_changes_nothing(
@@ -67,24 +58,6 @@ async def test_redis_unreachable_refuses_enable_and_changes_nothing(
     await api.post("/v1/training/disable", json={}, headers=_admin(token, tenant))
 
 
-async def _wait_for_acquire(temporal: Client, workflow_id: str) -> None:
-    async with asyncio.timeout(30):
-        while True:
-            try:
-                pending = (
-                    await temporal.get_workflow_handle(workflow_id).describe()
-                ).raw_description.pending_activities
-            except RPCError:
-                pending = []  # not started yet
-            if any(
-                p.activity_type.name == "training.acquire"
-                and p.state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
-                for p in pending
-            ):
-                return
-            await asyncio.sleep(0.05)
-
-
 async def test_worker_killed_during_enable_leaves_lock_state_and_one_event_agreeing(
     stack: EmbeddedStack,
     api_url: str,
@@ -104,7 +77,7 @@ async def test_worker_killed_during_enable_leaves_lock_state_and_one_event_agree
                 headers=_admin(token, tenant),
             )
         )
-        await _wait_for_acquire(temporal, f"training-mode:{tenant}")
+        await wait_until_started(temporal, f"training-mode:{tenant}", "training.acquire")
         os.killpg(stack.pids()["worker"], signal.SIGKILL)
         await stack.stop(("worker",))
         await stack.start(("worker",))

@@ -7,12 +7,11 @@ import asyncio
 import json
 import re
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
 import httpx
-import pytest_asyncio
 from redis.asyncio import Redis
 from temporalio.client import Client
 
@@ -29,13 +28,6 @@ ROUTES = (
 
 def _tenant() -> str:
     return f"t-{uuid.uuid4().hex[:10]}"
-
-
-@pytest_asyncio.fixture
-async def redis(settings: Settings) -> AsyncIterator[Redis]:
-    client = Redis.from_url(str(settings.redis_url), decode_responses=True)
-    yield client
-    await client.aclose()
 
 
 class Admin:

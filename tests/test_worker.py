@@ -10,12 +10,12 @@ import sys
 import uuid
 
 from aiokafka import AIOKafkaConsumer
-from temporalio.api.enums.v1 import PendingActivityState
 from temporalio.client import Client
 from temporalio.worker import Worker
 
 from activities.slm import Completion
 from core.settings import Settings
+from tests.activities_in_flight import wait_until_started
 from tests.probe_workflow import ProbeInput, ProbeWorkflow
 
 
@@ -97,15 +97,8 @@ async def test_sigterm_lets_a_running_slm_call_finish(temporal: Client, settings
         handle = await temporal.start_workflow(
             ProbeWorkflow.run, probe, id=f"probe-{uuid.uuid4()}", task_queue=workflow_queue
         )
-        async with asyncio.timeout(60):
-            while True:  # wait until the worker process has the SLM call in hand
-                pending = (await handle.describe()).raw_description.pending_activities
-                if (
-                    pending
-                    and pending[0].state == PendingActivityState.PENDING_ACTIVITY_STATE_STARTED
-                ):
-                    break
-                await asyncio.sleep(0.05)
+        # The worker process has the SLM call in hand.
+        await wait_until_started(temporal, handle.id, "slm.complete")
         worker.send_signal(signal.SIGTERM)
         completion = await handle.result()
     async with asyncio.timeout(60):

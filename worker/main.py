@@ -14,6 +14,7 @@ import signal
 from contextlib import AsyncExitStack
 from datetime import timedelta
 
+from temporalio import activity, workflow
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
@@ -42,6 +43,10 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
         raise ConfigurationError(f"--queue: expected one of {queues}, got {queue!r}")
     policy = load_policy(settings.policy_file)
     configure_tracing("orchestrator-worker")
+    # The SDK's context goes into a `temporal_workflow` / `temporal_activity` field of each
+    # JSON line; repeating it inside the message only makes the message unreadable.
+    workflow.logger.workflow_info_on_message = False
+    activity.logger.activity_info_on_message = False
     runtime = _runtime(settings)
     try:
         client = await Client.connect(

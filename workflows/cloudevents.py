@@ -16,7 +16,9 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.events import PublishRequest
     from activities.moderation import Verdict
+    from activities.training_lock import Lease
     from workflows.timestamps import iso
+    from workflows.training_state import DisableRequest, EnableRequest, TrainingState
     from workflows.turns import Feedback, TurnRecord
 
 _EVENT_NAMESPACE = uuid.UUID("6f1e3c1e-3d7a-4c55-9a8e-6c1b0c7f5a10")
@@ -145,3 +147,42 @@ def feedback_data(session_id: str, feedback: Feedback) -> dict[str, Any]:
 def closed_data(session_id: str, reason: str, turns: int) -> dict[str, Any]:
     """The `data` of a conversation.closed event."""
     return {"session_id": session_id, "reason": reason, "turns": turns}
+
+
+def training_event(
+    state: TrainingState,
+    kind: str,
+    request: EnableRequest | DisableRequest,
+    previous: Lease | None,
+    *,
+    chain: str,
+    time: datetime,
+) -> PublishRequest:
+    """The `training.mode.<kind>` audit event of the transition `state.transitions`.
+
+    `previous` is the lease before the transition (None when the mode was off); the event
+    names the lease after it, or the one that ended.
+    """
+    lease = state.lease or previous
+    assert lease is not None
+    tenant = state.settings.tenant
+    return cloud_event(
+        topic=state.settings.audit_topic,
+        key=tenant,
+        tenant=tenant,
+        source=f"/orchestrator/tenants/{tenant}/training",
+        event_type=f"training.mode.{kind}",
+        event_id=event_id(chain, kind, state.transitions),
+        time=time,
+        traceparent=request.traceparent,
+        data={
+            "tenant": tenant,
+            "actor": request.actor,
+            "reason": request.reason,
+            "fence": lease.fence,
+            "expires_at": lease.expires_at,
+            "previous_holder": previous.holder if previous else None,
+        },
+        policy_version=state.policy.policy_version,
+        constitution_hash=state.policy.constitution_hash,
+    )

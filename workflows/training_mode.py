@@ -3,7 +3,8 @@
 Enable (and extend, by the same holder) and disable arrive as updates; a timer ends the mode
 at `expires_at`. The lease in Redis is what every other process reads: written at enable,
 checked every few seconds while the mode is on (and written back if Redis lost it), released
-at the end. Every transition puts its audit event in the outbox, published in order.
+at the end. Every transition puts its audit event in the outbox, which a task of its own
+publishes in order, so a broker outage never delays an expiry or a lease check.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from temporalio.exceptions import ActivityError, ApplicationError
 with workflow.unsafe.imports_passed_through():
     from activities.training_lock import Lease
     from workflows import lease_calls, outbox
-    from workflows.cloudevents import cloud_event, event_id
+    from workflows.cloudevents import training_event
     from workflows.search_attributes import TRAINING_MODE
     from workflows.timestamps import iso
     from workflows.training_state import (
@@ -40,6 +41,10 @@ class TrainingLocked(ApplicationError):
         )
 
 
+#: How long a run due to continue as new waits for its outbox to be published first.
+_DRAIN_BEFORE_NEW_RUN = timedelta(seconds=30)
+
+
 def _lock_store_unavailable() -> ApplicationError:
     return ApplicationError(
         "Redis, which holds the training lock, did not answer; nothing changed. Retry in a moment.",
@@ -56,23 +61,34 @@ class TrainingModeWorkflow:
         self.state = state
         self._lock = asyncio.Lock()
         self._next_check = workflow.now() + self._check_interval()
+        #: Set by a transition: the schedule of duties changed, plan the next wake-up again.
+        self._replan = False
 
     @workflow.run
     async def run(self, state: TrainingState) -> TrainingStatus:
+        publishing = asyncio.create_task(self._publish_outbox())
         while True:
             left = self._time_to_next_duty()
             if left is None or left > timedelta(0):
                 try:
                     await workflow.wait_condition(
-                        lambda: bool(self.state.outbox) or self._due_to_end_run(), timeout=left
+                        lambda: self._replan or self._due_to_end_run(), timeout=left
                     )
                 except TimeoutError:
                     pass
+            self._replan = False
             async with self._lock:
                 await self._scheduled_duties()
-            await outbox.publish(self.state.outbox)
             if self._due_to_end_run() and not self._lock.locked():
+                try:  # an event being published now would otherwise be sent again
+                    await workflow.wait_condition(
+                        lambda: workflow.all_handlers_finished() and not self.state.outbox,
+                        timeout=_DRAIN_BEFORE_NEW_RUN,
+                    )
+                except TimeoutError:
+                    pass  # the broker is away: the next run carries the outbox
                 await workflow.wait_condition(workflow.all_handlers_finished)
+                publishing.cancel()
                 self.state.checks_this_run = 0
                 workflow.continue_as_new(self.state)
 
@@ -106,7 +122,7 @@ class TrainingModeWorkflow:
                 raise _lock_store_unavailable() from None
             self.state.policy = request.policy
             self.state.lease = None
-            self._transition("disabled", request.actor, request.reason, lease, request.traceparent)
+            self._transition("disabled", request, lease)
             return self.status()
 
     @workflow.query
@@ -121,6 +137,11 @@ class TrainingModeWorkflow:
             enabled_at=lease.enabled_at if lease else None,
             expires_at=lease.expires_at if lease else None,
         )
+
+    async def _publish_outbox(self) -> None:
+        while True:
+            await workflow.wait_condition(lambda: bool(self.state.outbox))
+            await outbox.publish(self.state.outbox)
 
     def _check_enable(self, request: EnableRequest) -> None:
         settings = self.state.settings
@@ -158,7 +179,7 @@ class TrainingModeWorkflow:
             raise TrainingLocked(result.lease)
         self.state.lease, self.state.fence = result.lease, result.lease.fence
         self._next_check = now + self._check_interval()
-        self._transition("enabled", request.actor, request.reason, None, request.traceparent)
+        self._transition("enabled", request, None)
 
     async def _extend(self, lease: Lease, request: EnableRequest) -> None:
         expires = workflow.now() + timedelta(seconds=request.ttl_seconds)
@@ -170,7 +191,7 @@ class TrainingModeWorkflow:
         if outcome == "held_by_other":
             raise _lock_store_unavailable()  # never expected: only this workflow writes the key
         self.state.lease = extended
-        self._transition("extended", request.actor, request.reason, lease, request.traceparent)
+        self._transition("extended", request, lease)
 
     async def _scheduled_duties(self) -> None:
         await self._expire_if_due()
@@ -186,7 +207,7 @@ class TrainingModeWorkflow:
         if lease is None or workflow.now() < datetime.fromisoformat(lease.expires_at):
             return
         self.state.lease = None
-        self._transition("expired", "system", "the ttl ran out", lease, "")
+        self._transition("expired", DisableRequest(actor="system", reason="the ttl ran out"), lease)
         # Redis dropped the key at the same moment; this only makes sure.
         self.state.unsettled_tokens.append(lease.token)
         await self._settle_unknown_acquires(raise_on_failure=False)
@@ -222,42 +243,33 @@ class TrainingModeWorkflow:
             self.state.unsettled_tokens.pop(0)
 
     def _transition(
-        self, kind: str, actor: str, reason: str, previous: Lease | None, traceparent: str
+        self, kind: str, request: EnableRequest | DisableRequest, previous: Lease | None
     ) -> None:
-        """Record a transition: its audit event, the search attribute, a log line."""
-        state, settings = self.state, self.state.settings
+        """Record a transition asked for by `request`: its audit event, the search attribute,
+        a log line. `previous` is the lease before it (None when the mode was off)."""
+        state = self.state
         lease = state.lease or previous
         assert lease is not None
         state.transitions += 1
         info = workflow.info()
         state.outbox.append(
-            cloud_event(
-                topic=settings.audit_topic,
-                key=settings.tenant,
-                tenant=settings.tenant,
-                source=f"/orchestrator/tenants/{settings.tenant}/training",
-                event_type=f"training.mode.{kind}",
+            training_event(
+                state,
+                kind,
+                request,
+                previous,
                 # The chain's first run id: ids stay unique even if the workflow id is reused.
-                event_id=event_id(
-                    f"{info.workflow_id}/{info.first_execution_run_id}", kind, state.transitions
-                ),
+                chain=f"{info.workflow_id}/{info.first_execution_run_id}",
                 time=workflow.now(),
-                traceparent=traceparent,
-                data={
-                    "tenant": settings.tenant,
-                    "actor": actor,
-                    "reason": reason,
-                    "fence": lease.fence,
-                    "expires_at": lease.expires_at,
-                    "previous_holder": previous.holder if previous else None,
-                },
-                policy_version=state.policy.policy_version,
-                constitution_hash=state.policy.constitution_hash,
             )
         )
         workflow.upsert_search_attributes([TRAINING_MODE.value_set(state.lease is not None)])
+        self._replan = True
         workflow.logger.info(
-            "training mode %s by %s", kind, actor, extra={"actor": actor, **self._log_fields(lease)}
+            "training mode %s by %s",
+            kind,
+            request.actor,
+            extra={"actor": request.actor, "trace_id": request.trace_id, **self._log_fields(lease)},
         )
 
     def _log_fields(self, lease: Lease) -> dict[str, object]:
