@@ -150,6 +150,7 @@ async def test_enable_extend_conflict_and_disable_agree_in_api_redis_topic_and_g
     assert problem["code"] == "training_locked"
     assert (problem["holder"], problem["expires_at"]) == ("alice", extended["expires_at"])
     assert json.loads(await redis.get(lock_key(tenant)))["holder"] == "alice"
+    assert await _gauge(api_metrics, tenant) == 1  # still on, for alice
 
     disabled = await bob.disable(reason="enough")  # any admin of the tenant may switch it off
     assert disabled.status_code == 200
@@ -195,6 +196,11 @@ async def test_the_mode_ends_by_itself_at_its_expiry(
     await _wait_for(ended)
     assert await redis.exists(lock_key(tenant)) == 0
     assert await _gauge(f"{api_url}/metrics", tenant) == 0
+
+    async def worker_saw_it_end() -> bool:  # the release runs right after the transition
+        return await _gauge(f"http://{settings.worker_metrics_address}/metrics", tenant) == 0
+
+    await _wait_for(worker_saw_it_end, timeout=10)
     expired = (await _audit(settings, tenant, 2))[1]
     assert expired["type"] == "training.mode.expired"
     assert expired["data"]["actor"] == "system"

@@ -97,7 +97,6 @@ class TrainingModeWorkflow:
         async with self._lock:
             await self._expire_if_due()
             self._check_enable(request)  # again: the state may have changed while waiting
-            self.state.policy = request.policy
             lease = self.state.lease
             if lease is not None and lease.holder == request.actor:
                 await self._extend(lease, request)
@@ -120,7 +119,6 @@ class TrainingModeWorkflow:
                 await lease_calls.release(self.state.settings.tenant, lease.token)
             except ActivityError:
                 raise _lock_store_unavailable() from None
-            self.state.policy = request.policy
             self.state.lease = None
             self._transition("disabled", request, lease)
             return self.status()
@@ -250,6 +248,8 @@ class TrainingModeWorkflow:
         state = self.state
         lease = state.lease or previous
         assert lease is not None
+        if request.policy.policy_version:  # an expiry keeps the policy of the last request
+            state.policy = request.policy
         state.transitions += 1
         info = workflow.info()
         state.outbox.append(
