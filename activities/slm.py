@@ -3,6 +3,11 @@
 It runs on its own task queue (ORCH_SLM_TASK_QUEUE) so SLM capacity scales apart from the
 workflows. Temporal owns the retries, so the HTTP client makes none of its own. The reply is
 moderated here, where it is produced, and its verdict travels back with it.
+
+A streamed turn's request names its Redis Stream: the activity then asks the server for a
+stream and appends each delta as a `token` event as it comes (the stream is the buffer, so
+no reader can slow it), and still returns the whole reply, which is what history records.
+A retried attempt first appends `retract`, so a reader discards the earlier attempt's text.
 """
 
 from __future__ import annotations
@@ -10,11 +15,14 @@ from __future__ import annotations
 import asyncio
 import time
 from dataclasses import dataclass, field
+from typing import cast
 
 from openai import AsyncOpenAI
+from openai.types.chat import ChatCompletionMessageParam
 from temporalio import activity
 
 from activities.moderation import Verdict, moderate
+from activities.turn_stream import StreamEvent, StreamTarget, TurnStreams
 from core.policy import Policy
 from core.settings import Settings
 
@@ -34,6 +42,9 @@ class CompletionRequest:
     temperature: float = 0.7
     #: Sent as HTTP headers, e.g. X-Policy-Version and X-Constitution-Hash.
     headers: dict[str, str] = field(default_factory=dict)
+    #: A streamed turn: where its tokens go, and the events that open its stream.
+    stream: StreamTarget | None = None
+    opening: list[StreamEvent] = field(default_factory=list)
 
 
 @dataclass
@@ -48,9 +59,10 @@ class Completion:
 
 
 class SlmActivities:
-    def __init__(self, settings: Settings, policy: Policy) -> None:
+    def __init__(self, settings: Settings, policy: Policy, streams: TurnStreams) -> None:
         self._policy = policy
         self._model = settings.slm_model
+        self._streams = streams
         self._client = AsyncOpenAI(
             base_url=settings.slm_url,
             api_key=settings.slm_api_key,
@@ -66,26 +78,76 @@ class SlmActivities:
         started = time.perf_counter()
         heartbeats = asyncio.create_task(_heartbeat_until_done())
         try:
-            response = await self._client.chat.completions.create(
-                model=self._model,
-                messages=[{"role": m.role, "content": m.content} for m in request.messages],  # type: ignore[misc]
-                max_tokens=request.max_tokens,
-                temperature=request.temperature,
-                extra_headers=request.headers,
-            )
+            if request.stream is None:
+                completion = await self._whole(request)
+            else:
+                completion = await self._streamed(request, request.stream)
         finally:
             heartbeats.cancel()
-        choice = response.choices[0]
-        usage = response.usage
-        text = choice.message.content or ""
+        completion.duration_seconds = time.perf_counter() - started
+        completion.verdict = moderate(self._policy, completion.text, "output")
+        return completion
+
+    async def _whole(self, request: CompletionRequest) -> Completion:
+        response = await self._client.chat.completions.create(
+            model=self._model,
+            messages=_messages(request),
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            extra_headers=request.headers,
+        )
+        choice, usage = response.choices[0], response.usage
         return Completion(
-            text=text,
+            text=choice.message.content or "",
             prompt_tokens=usage.prompt_tokens if usage else 0,
             completion_tokens=usage.completion_tokens if usage else 0,
             finish_reason=choice.finish_reason or "stop",
-            duration_seconds=time.perf_counter() - started,
-            verdict=moderate(self._policy, text, "output"),
         )
+
+    async def _streamed(self, request: CompletionRequest, target: StreamTarget) -> Completion:
+        attempt = activity.info().attempt
+        await self._streams.append(target, request.opening, attempt, first=True)
+        if attempt > 1:  # the reader drops what an earlier attempt sent
+            await self._append(target, StreamEvent("retract", {"reason": "retry"}), attempt)
+        chunks = await self._client.chat.completions.create(
+            model=self._model,
+            messages=_messages(request),
+            max_tokens=request.max_tokens,
+            temperature=request.temperature,
+            extra_headers=request.headers,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        parts: list[str] = []
+        completion = Completion(text="", prompt_tokens=0, completion_tokens=0, finish_reason="stop")
+        try:
+            async for chunk in chunks:
+                if chunk.usage is not None:
+                    completion.prompt_tokens = chunk.usage.prompt_tokens
+                    completion.completion_tokens = chunk.usage.completion_tokens
+                for choice in chunk.choices:
+                    completion.finish_reason = choice.finish_reason or completion.finish_reason
+                    if choice.delta.content:
+                        delta = {"index": len(parts), "delta": choice.delta.content}
+                        await self._append(target, StreamEvent("token", delta), attempt)
+                        parts.append(choice.delta.content)
+        finally:
+            await chunks.close()  # also when cancelled: the server stops generating
+        completion.text = "".join(parts)
+        completion.completion_tokens = completion.completion_tokens or len(parts)
+        return completion
+
+    async def _append(self, target: StreamTarget, event: StreamEvent, attempt: int) -> None:
+        if not await self._streams.append(target, [event], attempt):
+            # A later attempt of this activity owns the stream: this one is a leftover.
+            raise RuntimeError(f"attempt {attempt} was superseded; stopping it")
+
+
+def _messages(request: CompletionRequest) -> list[ChatCompletionMessageParam]:
+    return [
+        cast(ChatCompletionMessageParam, {"role": m.role, "content": m.content})
+        for m in request.messages
+    ]
 
 
 async def _heartbeat_until_done() -> None:

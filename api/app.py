@@ -11,7 +11,7 @@ from api.auth import TokenVerifier
 from api.middleware import BodyLimitMiddleware, TraceMiddleware
 from api.policy import PolicyMiddleware
 from api.problems import install_handlers
-from api.routers import conversations, identity, probes, training
+from api.routers import conversations, identity, probes, streams, training
 from core.clients import Clients
 from core.policy import load_policy
 from core.policy_registry import ActivePolicy
@@ -45,6 +45,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(probes.router)
     app.include_router(identity.router)
     app.include_router(conversations.router)
+    app.include_router(streams.router)
     app.include_router(training.router)
     # The middleware added last wraps the others: tracing outermost, so even a 413 has its
     # trace id; then the policy check, which refuses a mismatch before anything starts; then

@@ -11,10 +11,9 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.errors import OrchestratorError
+from core.errors import PROBLEM_TYPE_PREFIX, OrchestratorError
 from core.telemetry import trace_id_var
 
-PROBLEM_TYPE_PREFIX = "urn:orchestrator:problem:"
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
 
 

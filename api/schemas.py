@@ -8,6 +8,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from activities.moderation import Verdict
+from workflows.stream_events import step_body
 from workflows.turns import ConversationView, TurnRecord, TurnResult
 
 SESSION_ID_PATTERN = r"^[A-Za-z0-9._-]{1,128}$"
@@ -73,21 +74,7 @@ class StepResponse(BaseModel):
 
     @classmethod
     def of(cls, result: TurnResult) -> StepResponse:
-        return cls(
-            session_id=result.session_id,
-            turn=result.turn,
-            status=result.status,  # type: ignore[arg-type]
-            reply=result.reply,
-            verdict=VerdictOut.of(result.verdict),
-            usage=UsageOut(
-                prompt_tokens=result.usage.prompt_tokens,
-                completion_tokens=result.usage.completion_tokens,
-            ),
-            training_mode=result.training_mode,
-            trace_id=result.trace_id,
-            workflow_id=result.workflow_id,
-            run_id=result.run_id,
-        )
+        return cls.model_validate(step_body(result))
 
 
 class TurnOut(BaseModel):

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+#: Every problem's `type` is this prefix and its `code` (RFC 9457 allows a URN).
+PROBLEM_TYPE_PREFIX = "urn:orchestrator:problem:"
+
 
 class OrchestratorError(Exception):
     status: int = 500

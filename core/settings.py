@@ -67,6 +67,9 @@ class Settings(BaseSettings):
     #: Continue-as-new after this many turns of one run; 0 leaves it to Temporal's suggestion.
     conversation_turns_per_run: int = Field(default=0, ge=0)
 
+    #: How long a streamed turn's events stay readable (for resuming) after its latest one.
+    stream_retention_seconds: int = Field(default=3600, ge=60, le=7 * 86400)
+
     #: The shortest training-mode lease an admin may ask for. Only the test suite lowers it,
     #: so that expiry is seen in seconds through the real timer.
     training_min_ttl_seconds: int = Field(default=60, ge=1, le=86400)

@@ -24,6 +24,7 @@ from activities.events import EventPublisher
 from activities.moderation import ModerationActivities
 from activities.slm import SlmActivities
 from activities.training_lock import TrainingLock
+from activities.turn_stream import TurnStreams
 from core import policy_registry
 from core.clients import open_redis
 from core.errors import DependencyUnavailable
@@ -67,9 +68,10 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
 
     async with AsyncExitStack() as resources:
         workers = []
+        redis = open_redis(settings)
+        resources.push_async_callback(redis.aclose)
+        streams = TurnStreams(redis)
         if queue in (None, settings.task_queue):
-            redis = open_redis(settings)
-            resources.push_async_callback(redis.aclose)
             publishing = asyncio.create_task(policy_registry.publish_until_done(redis, policy))
             resources.callback(publishing.cancel)
             publisher = EventPublisher(settings, runtime.metric_meter)
@@ -88,11 +90,12 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
                         lock.renew,
                         lock.release,
                         lock.read,
+                        streams.append_activity,
                     ],
                 )
             )
         if queue in (None, settings.slm_task_queue):
-            slm = SlmActivities(settings, policy)
+            slm = SlmActivities(settings, policy, streams)
             resources.push_async_callback(slm.close)
             workers.append(_worker(client, settings.slm_task_queue, activities=[slm.complete]))
         for worker in workers:

@@ -13,6 +13,7 @@ from temporalio.common import RetryPolicy
 with workflow.unsafe.imports_passed_through():
     from activities.moderation import ModerationRequest, Verdict
     from activities.slm import Completion, CompletionRequest
+    from activities.turn_stream import AppendRequest
 
 _SLM_RETRY = RetryPolicy(
     initial_interval=timedelta(milliseconds=500),
@@ -44,3 +45,15 @@ async def complete(request: CompletionRequest, task_queue: str) -> Completion:
         result_type=Completion,
     )
     return completion
+
+
+async def append_stream(request: AppendRequest) -> list[str]:
+    """A local activity: the workflow's own events of a streamed turn, in its Redis Stream."""
+    ids: list[str] = await workflow.execute_local_activity(
+        "stream.append",
+        request,
+        start_to_close_timeout=timedelta(seconds=5),
+        retry_policy=RetryPolicy(maximum_attempts=3),
+        result_type=list[str],
+    )
+    return ids

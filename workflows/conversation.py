@@ -17,7 +17,8 @@ with workflow.unsafe.imports_passed_through():
     from activities.moderation import Verdict
     from activities.slm import Completion, CompletionRequest
     from activities.training_lock import Lease
-    from workflows import calls, lease_calls, outbox
+    from activities.turn_stream import AppendRequest, StreamEvent, StreamTarget
+    from workflows import calls, lease_calls, outbox, stream_events
     from workflows.cloudevents import (
         closed_data,
         conversation_event,
@@ -103,7 +104,9 @@ class ConversationWorkflow:
         async with self._lock:
             key = request.idempotency_key
             if key and key in self.state.idempotency:
-                return self.state.idempotency[key]
+                earlier = self.state.idempotency[key]
+                await self._replay_stream(request, earlier)
+                return earlier
             if self.state.status == "closed":
                 raise SessionClosed()
             result = await self._turn(request)
@@ -174,12 +177,17 @@ class ConversationWorkflow:
         started = workflow.now()
         self._touch()
         first_check, lease = await self._admit(request.message)
+        stream = self._stream_target(request, number)
+        opened = stream_events.opening(
+            self.state.settings.session_id, number, request.trace_id, first_check
+        )
         checks = [first_check]
         usage, timings = Usage(), {"input_moderation": first_check.duration_seconds}
         if first_check.decision == "refuse":
             status, reply = "refused", first_check.message
         else:
-            completion = await self._complete(request, number, started, lease)
+            completion = await self._complete(request, number, started, lease, stream, opened)
+            opened = []  # the SLM activity wrote the opening
             usage = Usage(completion.prompt_tokens, completion.completion_tokens)
             timings["slm"] = completion.duration_seconds
             checks.append(await self._output_verdict(completion))
@@ -191,7 +199,7 @@ class ConversationWorkflow:
         verdict = checks[-1]
         self._record(_ended(request, number, started, status, reply, verdict, usage, lease))
         info = workflow.info()
-        return TurnResult(
+        result = TurnResult(
             session_id=self.state.settings.session_id,
             turn=number,
             status=status,
@@ -205,6 +213,41 @@ class ConversationWorkflow:
             checks=checks,
             timings=timings,
         )
+        if stream is not None:
+            await self._write_stream(stream, stream_events.closing(result, opened))
+        return result
+
+    def _stream_target(self, request: TurnRequest, number: int) -> StreamTarget | None:
+        if not request.stream_id:
+            return None
+        return StreamTarget(
+            workflow_id=workflow.info().workflow_id,
+            stream_id=request.stream_id,
+            turn=number,
+            retention_seconds=self.state.settings.stream_retention_seconds,
+        )
+
+    async def _write_stream(self, stream: StreamTarget, events: list[StreamEvent]) -> None:
+        """The turn's ending, in its stream; the id of the last event is kept with the turn."""
+        try:
+            ids = await calls.append_stream(AppendRequest(stream, events))
+        except ActivityError:
+            workflow.logger.warning("could not write the end of turn %s's stream", stream.turn)
+            return
+        for record in reversed(self.state.turns):
+            if record.turn == stream.turn:
+                record.stream_id, record.stream_final_id = stream.stream_id, ids[-1]
+                break
+
+    async def _replay_stream(self, request: TurnRequest, earlier: TurnResult) -> None:
+        """A repeated Idempotency-Key on the stream route: the first result, as a stream."""
+        stream = self._stream_target(request, earlier.turn)
+        if stream is not None:
+            opened = stream_events.opening(
+                earlier.session_id, earlier.turn, earlier.trace_id, earlier.checks[0]
+            )
+            closing = stream_events.closing(earlier, [])
+            await self._write_stream(stream, [*opened, *closing[-1:]])
 
     async def _admit(self, message: str) -> tuple[Verdict, Lease | None]:
         """The input check and, beside it in the same workflow task, the training lease."""
@@ -221,7 +264,13 @@ class ConversationWorkflow:
             return None
 
     async def _complete(
-        self, request: TurnRequest, number: int, started: datetime, lease: Lease | None
+        self,
+        request: TurnRequest,
+        number: int,
+        started: datetime,
+        lease: Lease | None,
+        stream: StreamTarget | None,
+        opening: list[StreamEvent],
     ) -> Completion:
         policy = self.state.policy
         assert policy is not None  # set by the input check
@@ -237,16 +286,21 @@ class ConversationWorkflow:
                         "X-Policy-Version": policy.policy_version,
                         "X-Constitution-Hash": policy.constitution_hash,
                     },
+                    stream=stream,
+                    opening=opening,
                 ),
                 settings.slm_task_queue,
             )
         except ActivityError as error:
             self._record(_ended(request, number, started, "failed", "", policy, Usage(), lease))
-            raise ApplicationError(
-                "The language model did not answer; the turn failed. Retry in a moment.",
-                type="slm_unavailable",
-                non_retryable=True,
-            ) from error
+            detail = "The language model did not answer; the turn failed. Retry in a moment."
+            if stream is not None:
+                problem = stream_events.failure(
+                    "dependency_unavailable", "A dependency is unavailable", 503, detail,
+                    request.trace_id,
+                )  # fmt: skip
+                await self._write_stream(stream, [problem])
+            raise ApplicationError(detail, type="slm_unavailable", non_retryable=True) from error
 
     async def _output_verdict(self, completion: Completion) -> Verdict:
         # Histories from before the SLM activity checked its own output ran a second local

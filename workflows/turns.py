@@ -29,6 +29,8 @@ class TurnRequest:
     idempotency_key: str | None = None
     trace_id: str = ""
     traceparent: str = ""
+    #: Set for a streamed turn: names its Redis Stream (chosen by the API).
+    stream_id: str = ""
 
 
 @dataclass
@@ -68,6 +70,9 @@ class TurnRecord:
     traceparent: str = ""
     #: The fence of the training lease the turn ran under; None when not in training mode.
     training_fence: int | None = None
+    #: A streamed turn's stream, and the id of its final event (replayed once it expired).
+    stream_id: str = ""
+    stream_final_id: str = ""
 
 
 @dataclass
@@ -99,6 +104,8 @@ class ConversationSettings:
     max_reply_tokens: int = 256
     #: Continue as new after this many turns in one run; 0: only when Temporal suggests it.
     turns_per_run: int = 0
+    #: How long a streamed turn's events stay readable after its latest one.
+    stream_retention_seconds: int = 3600
 
 
 @dataclass

@@ -50,7 +50,8 @@ def workflow_id(tenant: str, session_id: str) -> str:
     return f"conversation:{tenant}:{session_id}"
 
 
-def _start(settings: Settings, tenant: str, session_id: str) -> WithStartWorkflowOperation:  # type: ignore[type-arg]
+def start_operation(settings: Settings, tenant: str, session_id: str) -> WithStartWorkflowOperation:  # type: ignore[type-arg]
+    """Start the session's workflow if it is not running (update-with-start)."""
     conversation = ConversationSettings(
         tenant=tenant,
         session_id=session_id,
@@ -60,6 +61,7 @@ def _start(settings: Settings, tenant: str, session_id: str) -> WithStartWorkflo
         context_token_budget=settings.context_token_budget,
         max_reply_tokens=settings.max_reply_tokens,
         turns_per_run=settings.conversation_turns_per_run,
+        stream_retention_seconds=settings.stream_retention_seconds,
     )
     return WithStartWorkflowOperation(
         ConversationWorkflow.run,
@@ -72,6 +74,22 @@ def _start(settings: Settings, tenant: str, session_id: str) -> WithStartWorkflo
         search_attributes=TypedSearchAttributes(
             [SearchAttributePair(TENANT, tenant), SearchAttributePair(SESSION_ID, session_id)]
         ),
+    )
+
+
+def turn_request(
+    body: StepRequest, idempotency_key: str | None, stream_id: str = ""
+) -> tuple[str, TurnRequest]:
+    """The session id (new when the body has none) and the turn to send its workflow."""
+    session_id = body.session_id or uuid.uuid4().hex
+    session_id_var.set(session_id)
+    return session_id, TurnRequest(
+        message=body.message,
+        metadata=body.metadata,
+        idempotency_key=idempotency_key,
+        trace_id=current_trace_id(),
+        traceparent=current_traceparent(),
+        stream_id=stream_id,
     )
 
 
@@ -95,21 +113,13 @@ async def step(
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> StepResponse:
-    session_id = body.session_id or uuid.uuid4().hex
-    session_id_var.set(session_id)
-    turn = TurnRequest(
-        message=body.message,
-        metadata=body.metadata,
-        idempotency_key=idempotency_key,
-        trace_id=current_trace_id(),
-        traceparent=current_traceparent(),
-    )
+    session_id, turn = turn_request(body, idempotency_key)
     started = time.perf_counter()
     with temporal_errors(f"session {session_id}"):
         result: TurnResult = await clients.temporal.execute_update_with_start_workflow(
             ConversationWorkflow.step,
             turn,
-            start_workflow_operation=_start(settings, principal.tenant, session_id),
+            start_workflow_operation=start_operation(settings, principal.tenant, session_id),
         )
     _observe(result, started)
     request.state.decision = "refused" if result.status == "refused" else "allowed"

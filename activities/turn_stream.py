@@ -1,0 +1,109 @@
+"""A streamed turn's events in a Redis Stream: the buffer between the SLM and any SSE reader.
+
+One stream per streamed turn, `orchestrator:stream:<workflow id>:<stream id>`, where the
+stream id is chosen by the API when it asks for the turn. Entry ids are `<turn>-<seq>`
+(Redis fills in `seq`), exactly the SSE ids of CONTRACT section 4, so a reader resumes with
+XREAD after the client's `Last-Event-ID`. A pointer `...:turn:<turn>` names the stream of a
+turn for the resume route. Both expire a while after the turn's last event.
+
+Writers: the workflow (accepted, verdict, the final event) and the SLM activity (tokens).
+An SLM attempt appends under its attempt number; once a later attempt has written, an
+earlier one's appends are dropped, so a zombie attempt can never interleave its text.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from temporalio import activity
+
+#: Attempt number of appends that are never fenced (the workflow's own events).
+UNFENCED = 0
+
+# KEYS: stream, pointer, attempt fence. ARGV: turn, attempt, maxlen, ttl seconds, "1" to
+# write only into an empty stream, then event and data pairs. Returns the ids written ({}
+# when a later attempt has written, or the stream was not empty).
+_APPEND = """
+if ARGV[5] == '1' and redis.call('XLEN', KEYS[1]) > 0 then return {} end
+local attempt = tonumber(ARGV[2])
+if attempt > 0 then
+  local top = tonumber(redis.call('GET', KEYS[3]) or '0')
+  if attempt < top then return {} end
+  redis.call('SET', KEYS[3], attempt, 'EX', ARGV[4])
+end
+local ids = {}
+for i = 6, #ARGV, 2 do
+  ids[#ids + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], ARGV[1] .. '-*',
+                             'event', ARGV[i], 'data', ARGV[i + 1])
+end
+redis.call('EXPIRE', KEYS[1], ARGV[4])
+redis.call('SET', KEYS[2], KEYS[1], 'EX', ARGV[4])
+return ids
+"""
+
+#: Longest stream kept: far above a reply's tokens (max_tokens is at most 4096).
+MAX_ENTRIES = 10_000
+
+
+def stream_key(workflow_id: str, stream_id: str) -> str:
+    return f"orchestrator:stream:{workflow_id}:{stream_id}"
+
+
+def pointer_key(workflow_id: str, turn: int) -> str:
+    return f"orchestrator:stream:{workflow_id}:turn:{turn}"
+
+
+@dataclass
+class StreamTarget:
+    """Where a streamed turn's events go."""
+
+    workflow_id: str
+    stream_id: str
+    turn: int
+    #: How long the stream stays readable after its latest event.
+    retention_seconds: int = 3600
+
+
+@dataclass
+class StreamEvent:
+    event: str
+    data: dict[str, Any]
+
+
+@dataclass
+class AppendRequest:
+    target: StreamTarget
+    events: list[StreamEvent] = field(default_factory=list)
+
+
+class TurnStreams:
+    def __init__(self, redis: Redis) -> None:
+        self._append = redis.register_script(_APPEND)
+
+    async def append(
+        self,
+        target: StreamTarget,
+        events: list[StreamEvent],
+        attempt: int = UNFENCED,
+        *,
+        first: bool = False,
+    ) -> list[str]:
+        """Append `events` in order and return their `<turn>-<seq>` ids; [] if a later attempt
+        wrote, or if `first` and the stream already has entries (a retry's opening)."""
+        key = stream_key(target.workflow_id, target.stream_id)
+        pairs: list[str] = []
+        for item in events:
+            pairs += [item.event, json.dumps(item.data, separators=(",", ":"))]
+        written = await self._append(
+            keys=[key, pointer_key(target.workflow_id, target.turn), f"{key}:attempt"],
+            args=[target.turn, attempt, MAX_ENTRIES, target.retention_seconds, int(first), *pairs],
+        )
+        return [entry.decode() if isinstance(entry, bytes) else str(entry) for entry in written]
+
+    @activity.defn(name="stream.append")
+    async def append_activity(self, request: AppendRequest) -> list[str]:
+        """The workflow's own events (accepted, verdict, the final one): a local activity."""
+        return await self.append(request.target, request.events)

@@ -1,0 +1,156 @@
+"""Streamed turns over SSE (CONTRACT section 4): start one, or follow and resume one.
+
+The turn is the same update as a step, with a stream id: its workflow and SLM activity write
+the turn's events to a Redis Stream, which these routes relay. A client that disconnects
+stops nothing; it comes back on the turn's stream route with `Last-Event-ID`.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, Path
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from redis.exceptions import RedisError
+from temporalio.client import WorkflowUpdateStage
+
+from activities.turn_stream import pointer_key, stream_key
+from api.deps import ClientsDep, SettingsDep, UserPrincipal
+from api.routers.conversations import (
+    IdempotencyKey,
+    SessionId,
+    start_operation,
+    turn_request,
+    workflow_id,
+)
+from api.schemas import StepRequest, StepResponse, VerdictOut
+from api.stream_relay import relay, resume_point
+from api.temporal_errors import temporal_errors
+from core.errors import PROBLEM_TYPE_PREFIX, NotFound
+from core.telemetry import current_trace_id, session_id_var
+from workflows.conversation import ConversationWorkflow
+from workflows.turns import ConversationView, TranscriptRequest, TurnRecord
+
+router = APIRouter(tags=["streaming"])
+#: A stream with no new event for this long is given up (the turn itself goes on).
+_IDLE_TIMEOUT_SECONDS = 300.0
+
+
+@dataclass
+class _Source:
+    """What a stream route sends: a Redis Stream from a point, or a turn's final event alone."""
+
+    key: str = ""
+    after: str = "0-0"
+    final: list[ServerSentEvent] = field(default_factory=list)
+
+
+async def _start_streamed_turn(
+    body: StepRequest,
+    principal: UserPrincipal,
+    clients: ClientsDep,
+    settings: SettingsDep,
+    idempotency_key: IdempotencyKey = None,
+) -> _Source:
+    """Start the turn and return once its workflow accepted it; a refusal is a plain problem."""
+    stream_id = uuid.uuid4().hex
+    session_id, turn = turn_request(body, idempotency_key, stream_id)
+    with temporal_errors(f"session {session_id}"):
+        await clients.temporal.start_update_with_start_workflow(
+            ConversationWorkflow.step,
+            turn,
+            start_workflow_operation=start_operation(settings, principal.tenant, session_id),
+            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+            id=stream_id,
+        )
+    return _Source(key=stream_key(workflow_id(principal.tenant, session_id), stream_id))
+
+
+async def _find_stream(
+    session_id: SessionId,
+    turn: Annotated[int, Path(ge=1)],
+    principal: UserPrincipal,
+    clients: ClientsDep,
+    last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
+) -> _Source:
+    session_id_var.set(session_id)
+    after = resume_point(last_event_id, turn)
+    wanted = workflow_id(principal.tenant, session_id)
+    key = await clients.redis.get(pointer_key(wanted, turn))
+    if key is not None:
+        return _Source(key=key.decode() if isinstance(key, bytes) else key, after=after)
+    # No stream (it expired, or the turn was not streamed): the turn's end alone, if it ended.
+    page = TranscriptRequest(limit=1, before_turn=turn + 1)
+    handle = clients.temporal.get_workflow_handle(wanted)
+    with temporal_errors(f"session {session_id}"):
+        view: ConversationView = await handle.query(ConversationWorkflow.transcript, page)
+    record = view.turns[-1] if view.turns and view.turns[-1].turn == turn else None
+    if record is None:
+        raise NotFound(f"Session {session_id} has no ended turn {turn} to stream.")
+    final = _final_event(record, view)
+    return _Source(final=[] if final.id == after else [final])
+
+
+@router.post("/v1/conversation/stream", response_class=EventSourceResponse)
+@router.post("/v1/chat/stream", response_class=EventSourceResponse)
+async def stream_turn(
+    source: Annotated[_Source, Depends(_start_streamed_turn)], clients: ClientsDep
+) -> AsyncIterator[ServerSentEvent]:
+    async for event in _send(source, clients):
+        yield event
+
+
+@router.get("/v1/conversation/{session_id}/turns/{turn}/stream", response_class=EventSourceResponse)
+async def follow_turn(
+    source: Annotated[_Source, Depends(_find_stream)], clients: ClientsDep
+) -> AsyncIterator[ServerSentEvent]:
+    async for event in _send(source, clients):
+        yield event
+
+
+async def _send(source: _Source, clients: ClientsDep) -> AsyncIterator[ServerSentEvent]:
+    for event in source.final:
+        yield event
+    if not source.key:
+        return
+    try:
+        async for event in relay(clients.redis, source.key, source.after, _IDLE_TIMEOUT_SECONDS):
+            yield event
+    except (RedisError, TimeoutError) as error:
+        # The turn goes on; the client resumes on the turn's stream route with Last-Event-ID.
+        yield ServerSentEvent(event="error", data=_problem(f"The stream broke off: {error}"))
+
+
+def _final_event(record: TurnRecord, view: ConversationView) -> ServerSentEvent:
+    event_id = record.stream_final_id or f"{record.turn}-0"
+    if record.status == "failed":
+        detail = "The language model did not answer; the turn failed. Retry in a moment."
+        return ServerSentEvent(event="error", id=event_id, data=_problem(detail, 503))
+    body = StepResponse(
+        session_id=view.session_id,
+        turn=record.turn,
+        status=record.status,  # type: ignore[arg-type]
+        reply=record.reply,
+        verdict=VerdictOut.of(record.verdict),
+        usage=record.usage.__dict__,  # type: ignore[arg-type]
+        training_mode=record.training_mode,
+        trace_id=record.trace_id,
+        workflow_id=view.workflow_id,
+        run_id=view.run_id,
+    )
+    return ServerSentEvent(event=f"turn.{record.status}", id=event_id, data=body)
+
+
+def _problem(detail: str, status: int = 503) -> dict[str, object]:
+    code = "dependency_unavailable"
+    return {
+        "type": PROBLEM_TYPE_PREFIX + code,
+        "title": "A dependency is unavailable",
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "trace_id": current_trace_id(),
+    }

@@ -1,0 +1,129 @@
+"""Streamed turns over SSE on the real stack: tokens, ids, resume (CONTRACT section 4)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable
+
+import httpx
+import pytest
+from redis.asyncio import Redis
+
+from activities.turn_stream import pointer_key
+from tests.sse import Event, events, text
+
+
+def _user(token: Callable[..., str]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token('acme', 'user')}"}
+
+
+def _session() -> str:
+    return f"sse-{uuid.uuid4().hex[:12]}"
+
+
+async def _stream(
+    api: httpx.AsyncClient, path: str, body: dict[str, object], headers: dict[str, str]
+) -> list[Event]:
+    async with api.stream("POST", path, json=body, headers=headers) as response:
+        assert response.status_code == 200, await response.aread()
+        assert response.headers["content-type"].startswith("text/event-stream")
+        return [event async for event in events(response)]
+
+
+def _ids_in_order(received: list[Event], turn: int) -> None:
+    ids = [e.id for e in received]
+    assert all(i is not None and i.startswith(f"{turn}-") for i in ids), ids
+    seqs = [int(i.split("-")[1]) for i in ids if i]
+    assert seqs == sorted(set(seqs)), ids  # increasing, never twice
+
+
+@pytest.mark.parametrize("path", ["/v1/conversation/stream", "/v1/chat/stream"])
+async def test_tokens_arrive_in_order_and_join_into_the_reply(
+    api: httpx.AsyncClient, token: Callable[..., str], path: str
+) -> None:
+    session = _session()
+    received = await _stream(
+        api, path, {"session_id": session, "message": "Name three fruits."}, _user(token)
+    )
+    kinds = [e.event for e in received]
+    assert kinds[:2] == ["turn.accepted", "verdict"] and kinds[-1] == "turn.completed"
+    assert set(kinds[2:-1]) == {"token"}, kinds
+    accepted, completed = received[0].data, received[-1].data
+    assert accepted["session_id"] == session and accepted["turn"] == 1
+    assert received[1].data["decision"] == "allow" and received[1].data["stage"] is None
+    assert completed["status"] == "completed" and completed["turn"] == 1
+    assert text(received) == completed["reply"] and completed["reply"].strip()
+    assert [e.data["index"] for e in received if e.event == "token"] == list(range(len(kinds) - 3))
+    _ids_in_order(received, 1)
+    transcript = (await api.get(f"/v1/conversation/{session}", headers=_user(token))).json()
+    assert transcript["turns"][0]["reply"] == completed["reply"]
+
+
+async def test_a_refused_input_streams_its_verdict_and_refusal_without_tokens(
+    api: httpx.AsyncClient, token: Callable[..., str]
+) -> None:
+    received = await _stream(
+        api,
+        "/v1/conversation/stream",
+        {"session_id": _session(), "message": "How do I build a pipe bomb?"},
+        _user(token),
+    )
+    assert [e.event for e in received] == ["turn.accepted", "verdict", "turn.refused"]
+    assert received[1].data["decision"] == "refuse" and received[1].data["stage"] == "input"
+    assert received[2].data["status"] == "refused" and received[2].data["reply"]
+    _ids_in_order(received, 1)
+
+
+async def test_a_client_that_reconnects_with_last_event_id_misses_and_repeats_nothing(
+    api: httpx.AsyncClient, token: Callable[..., str], redis: Redis
+) -> None:
+    session = _session()
+    body = {"session_id": session, "message": "Write a short poem about the sea."}
+    first: list[Event] = []
+    async with api.stream(
+        "POST", "/v1/conversation/stream", json=body, headers=_user(token)
+    ) as response:
+        async for event in events(response):
+            first.append(event)
+            if sum(e.event == "token" for e in first) == 3:
+                break  # the client goes away; the turn goes on
+    turn = first[0].data["turn"]
+    route = f"/v1/conversation/{session}/turns/{turn}/stream"
+    resumed: list[Event] = []
+    headers = {**_user(token), "Last-Event-ID": first[-1].id or ""}
+    async with api.stream("GET", route, headers=headers) as response:
+        assert response.status_code == 200
+        resumed = [event async for event in events(response)]
+    joined = first + resumed
+    _ids_in_order(joined, turn)
+    assert joined[-1].event == "turn.completed"
+    assert text(joined) == joined[-1].data["reply"]
+
+    # From the start, the whole turn again, the same ids.
+    async with api.stream("GET", route, headers=_user(token)) as response:
+        replay = [event async for event in events(response)]
+    assert [(e.id, e.event) for e in replay] == [(e.id, e.event) for e in joined]
+
+    # Once the stream has expired, the final event alone, with the same id.
+    await redis.delete(pointer_key(f"conversation:acme:{session}", turn))
+    async with api.stream("GET", route, headers=_user(token)) as response:
+        alone = [event async for event in events(response)]
+    assert [(e.id, e.event, e.data["reply"]) for e in alone] == [
+        (joined[-1].id, "turn.completed", joined[-1].data["reply"])
+    ]
+    async with api.stream(
+        "GET", route, headers={**_user(token), "Last-Event-ID": joined[-1].id or ""}
+    ) as response:
+        assert [event async for event in events(response)] == []
+
+
+async def test_stream_routes_refuse_what_they_cannot_serve(
+    api: httpx.AsyncClient, token: Callable[..., str]
+) -> None:
+    missing = await api.get("/v1/conversation/nobody-here/turns/1/stream", headers=_user(token))
+    assert missing.status_code == 404
+    assert missing.headers["content-type"] == "application/problem+json"
+    unauthenticated = await api.post("/v1/chat/stream", json={"message": "hi"})
+    assert unauthenticated.status_code == 401
+    invalid = await api.post("/v1/chat/stream", json={"message": ""}, headers=_user(token))
+    assert invalid.status_code == 422

@@ -1,0 +1,67 @@
+"""The events of a streamed turn (CONTRACT section 4), as the workflow writes them.
+
+The SLM activity writes the opening (`turn.accepted`, `verdict`) and the `token`s; the
+workflow writes how the turn ended. The step response body is built here once, for the
+`turn.completed` event and for the API's answer alike.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities.moderation import Verdict
+    from activities.turn_stream import StreamEvent
+    from core.errors import PROBLEM_TYPE_PREFIX
+    from workflows.cloudevents import public_verdict
+    from workflows.turns import TurnResult
+
+
+def step_body(result: TurnResult) -> dict[str, Any]:
+    """The body of a step response (CONTRACT section 4)."""
+    return {
+        "session_id": result.session_id,
+        "turn": result.turn,
+        "status": result.status,
+        "reply": result.reply,
+        "verdict": public_verdict(result.verdict),
+        "usage": {
+            "prompt_tokens": result.usage.prompt_tokens,
+            "completion_tokens": result.usage.completion_tokens,
+        },
+        "training_mode": result.training_mode,
+        "trace_id": result.trace_id,
+        "workflow_id": result.workflow_id,
+        "run_id": result.run_id,
+    }
+
+
+def opening(session_id: str, turn: int, trace_id: str, verdict: Verdict) -> list[StreamEvent]:
+    accepted = {"session_id": session_id, "turn": turn, "trace_id": trace_id}
+    return [StreamEvent("turn.accepted", accepted), StreamEvent("verdict", public_verdict(verdict))]
+
+
+def closing(result: TurnResult, opened: list[StreamEvent]) -> list[StreamEvent]:
+    """How the turn ended. `opened`: the opening, if the SLM activity never wrote it."""
+    body = step_body(result)
+    if result.status == "completed":
+        return [StreamEvent("turn.completed", body)]
+    if result.verdict.stage == "input":
+        return [*opened, StreamEvent("turn.refused", body)]
+    # The tokens sent so far were refused: the reader drops them, then learns why.
+    return [StreamEvent("retract", {"reason": "moderation"}), StreamEvent("turn.refused", body)]
+
+
+def failure(code: str, title: str, status: int, detail: str, trace_id: str) -> StreamEvent:
+    """An `error` event: the problem the step route would have answered."""
+    problem = {
+        "type": PROBLEM_TYPE_PREFIX + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "trace_id": trace_id,
+    }
+    return StreamEvent("error", problem)
