@@ -26,7 +26,9 @@ from activities.turn_stream import StreamEvent, StreamTarget, TurnStreams
 from core.policy import Policy
 from core.settings import Settings
 
-_HEARTBEAT_SECONDS = 2.0
+#: Often enough that a cancellation reaches the call within a second (the SLM worker sends
+#: heartbeats on at most every half second; see worker/main.py).
+_HEARTBEAT_SECONDS = 0.25
 
 
 @dataclass

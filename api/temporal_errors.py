@@ -16,6 +16,8 @@ from core.errors import (
     OrchestratorError,
     SessionClosed,
     TrainingLocked,
+    TurnCancelled,
+    TurnNotRunning,
 )
 
 _APPLICATION_ERRORS: dict[str, type[OrchestratorError]] = {
@@ -24,6 +26,9 @@ _APPLICATION_ERRORS: dict[str, type[OrchestratorError]] = {
     "lock_store_unavailable": DependencyUnavailable,
     "invalid_request": InvalidRequest,
     "training_locked": TrainingLocked,
+    "turn_not_running": TurnNotRunning,
+    "turn_cancelled": TurnCancelled,
+    "not_found": NotFound,
 }
 
 

@@ -55,6 +55,10 @@ class TurnNotRunning(OrchestratorError):
     status, code, title = 409, "turn_not_running", "Turn already ended"
 
 
+class TurnCancelled(OrchestratorError):
+    status, code, title = 409, "turn_cancelled", "Turn cancelled"
+
+
 class TrainingLocked(OrchestratorError):
     status, code, title = 409, "training_locked", "Training mode held by another admin"
 

@@ -1,15 +1,20 @@
-"""Streamed turns over SSE on the real stack: tokens, ids, resume (CONTRACT section 4)."""
+"""Streamed turns over SSE on the real stack: tokens, ids, resume, cancel (CONTRACT section 4)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Callable
 
 import httpx
 import pytest
 from redis.asyncio import Redis
+from temporalio.api.enums.v1 import EventType
+from temporalio.client import Client
 
 from activities.turn_stream import pointer_key
+from core.settings import Settings
+from tests.kafka_records import records_for_key
 from tests.sse import Event, events, text
 
 
@@ -127,3 +132,51 @@ async def test_stream_routes_refuse_what_they_cannot_serve(
     assert unauthenticated.status_code == 401
     invalid = await api.post("/v1/chat/stream", json={"message": ""}, headers=_user(token))
     assert invalid.status_code == 422
+
+
+async def test_cancel_mid_stream_stops_the_slm_call_and_the_next_turn_works(
+    api: httpx.AsyncClient, token: Callable[..., str], temporal: Client, settings: Settings
+) -> None:
+    session = _session()
+    body = {"session_id": session, "message": "Write a long story about a lighthouse keeper."}
+    cancel = f"/v1/conversation/{session}/turns/1/cancel"
+    received: list[Event] = []
+    async with api.stream(
+        "POST", "/v1/conversation/stream", json=body, headers=_user(token)
+    ) as response:
+        async for event in events(response):
+            received.append(event)
+            if sum(e.event == "token" for e in received) == 3 and event.event == "token":
+                cancelled = await api.post(cancel, headers=_user(token))
+    assert cancelled.status_code == 200, cancelled.text
+    assert cancelled.json()["status"] == "cancelled" and cancelled.json()["turn"] == 1
+    assert received[-1].event == "turn.cancelled"
+    assert received[-1].data["status"] == "cancelled"
+    _ids_in_order(received, 1)
+
+    again = await api.post(cancel, headers=_user(token))
+    assert again.status_code == 409 and again.json()["code"] == "turn_not_running"
+    missing = await api.post(f"/v1/conversation/{session}/turns/9/cancel", headers=_user(token))
+    assert missing.status_code == 404
+
+    handle = temporal.get_workflow_handle(f"conversation:acme:{session}")
+    async with asyncio.timeout(15):  # the SLM activity confirms once its call is closed
+        while True:
+            kinds = {event.event_type for event in (await handle.fetch_history()).events}
+            if EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED in kinds:
+                break
+            await asyncio.sleep(0.2)
+    assert EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED in kinds
+
+    published = await records_for_key(
+        settings.kafka_bootstrap, settings.conversation_events_topic, session, bool
+    )
+    assert (published[0]["type"], published[0]["data"]["turn"]) == (
+        "conversation.turn.cancelled", 1
+    )  # fmt: skip
+    after = await api.post(
+        "/v1/conversation/step",
+        json={"session_id": session, "message": "Say hello."},
+        headers=_user(token),
+    )
+    assert after.status_code == 200 and after.json()["turn"] == 2

@@ -13,6 +13,7 @@ import logging
 import signal
 from contextlib import AsyncExitStack
 from datetime import timedelta
+from typing import Any
 
 from temporalio import activity, workflow
 from temporalio.client import Client
@@ -97,7 +98,16 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
         if queue in (None, settings.slm_task_queue):
             slm = SlmActivities(settings, policy, streams)
             resources.push_async_callback(slm.close)
-            workers.append(_worker(client, settings.slm_task_queue, activities=[slm.complete]))
+            workers.append(
+                _worker(
+                    client,
+                    settings.slm_task_queue,
+                    activities=[slm.complete],
+                    # Heartbeats, which carry a turn's cancellation to its SLM call, reach
+                    # the server at least every half second (the SDK's default is 8 s here).
+                    max_heartbeat_throttle_interval=timedelta(milliseconds=500),
+                )
+            )
         for worker in workers:
             await resources.enter_async_context(worker)
         log.info("worker serving %s", [w.task_queue for w in workers])
@@ -106,12 +116,9 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
     log.info("worker stopped")
 
 
-def _worker(client: Client, task_queue: str, **registered: list[object]) -> Worker:
+def _worker(client: Client, task_queue: str, **options: Any) -> Worker:
     return Worker(
-        client,
-        task_queue=task_queue,
-        graceful_shutdown_timeout=_GRACEFUL_SHUTDOWN,
-        **registered,  # type: ignore[arg-type]
+        client, task_queue=task_queue, graceful_shutdown_timeout=_GRACEFUL_SHUTDOWN, **options
     )
 
 

@@ -33,9 +33,12 @@ async def moderate(text: str, stage: str) -> Verdict:
     return verdict
 
 
-async def complete(request: CompletionRequest, task_queue: str) -> Completion:
-    """The SLM call on its own task queue; heartbeats let a lost worker be noticed in 10 s."""
-    completion: Completion = await workflow.execute_activity(
+def start_completion(
+    request: CompletionRequest, task_queue: str
+) -> workflow.ActivityHandle[Completion]:
+    """The SLM call on its own task queue; heartbeats let a lost worker be noticed in 10 s,
+    and carry a cancellation to it (the SLM worker sends them every half second)."""
+    return workflow.start_activity(
         "slm.complete",
         request,
         task_queue=task_queue,
@@ -44,7 +47,6 @@ async def complete(request: CompletionRequest, task_queue: str) -> Completion:
         retry_policy=_SLM_RETRY,
         result_type=Completion,
     )
-    return completion
 
 
 async def append_stream(request: AppendRequest) -> list[str]:

@@ -11,7 +11,7 @@ import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
 
 with workflow.unsafe.imports_passed_through():
     from activities.moderation import Verdict
@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from workflows.timestamps import iso
     from workflows.turns import (
+        CancelRequest,
         CloseRequest,
         ConversationState,
         ConversationView,
@@ -57,6 +58,10 @@ CARRIED_TURNS = 100
 CARRIED_IDEMPOTENCY_KEYS = 256
 
 
+class TurnCancelled(Exception):
+    """The running turn was cancelled (by the `cancel` update); it ends `cancelled`."""
+
+
 class SessionClosed(ApplicationError):
     def __init__(self) -> None:
         super().__init__(
@@ -73,6 +78,10 @@ class ConversationWorkflow:
     def __init__(self, state: ConversationState) -> None:
         self.state = state
         self._lock = asyncio.Lock()
+        #: The turn in progress (0: none), its SLM call, and whether its cancel was asked.
+        self._running = 0
+        self._slm_call: workflow.ActivityHandle[Completion] | None = None
+        self._cancel_asked = False
         if not state.last_activity:
             state.last_activity = workflow.now().isoformat()
 
@@ -129,6 +138,29 @@ class ConversationWorkflow:
                 await self._close(request.reason, request.traceparent)
         return self.view()
 
+    @workflow.update
+    async def cancel(self, request: CancelRequest) -> TurnRecord:
+        """Stop the running turn, its SLM call too; answers once the turn ended `cancelled`."""
+        self._cancel_asked = True
+        if self._slm_call is not None:
+            self._slm_call.cancel()
+        await workflow.wait_condition(lambda: self._running != request.turn)
+        return next(t for t in reversed(self.state.turns) if t.turn == request.turn)
+
+    @cancel.validator
+    def _validate_cancel(self, request: CancelRequest) -> None:
+        if request.turn == self._running and not self._cancel_asked:
+            return
+        if request.turn == self._running or 1 <= request.turn <= self.state.turn_count:
+            raise ApplicationError(
+                f"Turn {request.turn} is not running; it already ended.",
+                type="turn_not_running",
+                non_retryable=True,
+            )
+        raise ApplicationError(
+            f"This session has no turn {request.turn}.", type="not_found", non_retryable=True
+        )
+
     @workflow.signal
     def feedback(self, feedback: Feedback) -> None:
         if not 1 <= feedback.turn <= self.state.turn_count or self.state.policy is None:
@@ -173,7 +205,13 @@ class ConversationWorkflow:
 
     async def _turn(self, request: TurnRequest) -> TurnResult:
         self.state.turn_count += 1
-        number = self.state.turn_count
+        number = self._running = self.state.turn_count
+        try:
+            return await self._run_turn(request, number)
+        finally:
+            self._running, self._slm_call, self._cancel_asked = 0, None, False
+
+    async def _run_turn(self, request: TurnRequest, number: int) -> TurnResult:
         started = workflow.now()
         self._touch()
         first_check, lease = await self._admit(request.message)
@@ -186,7 +224,13 @@ class ConversationWorkflow:
         if first_check.decision == "refuse":
             status, reply = "refused", first_check.message
         else:
-            completion = await self._complete(request, number, started, lease, stream, opened)
+            try:
+                completion = await self._complete(request, number, started, lease, stream, opened)
+            except TurnCancelled:
+                await self._cancelled(request, number, started, first_check, lease, stream)
+                raise ApplicationError(
+                    f"Turn {number} was cancelled.", type="turn_cancelled", non_retryable=True
+                ) from None
             opened = []  # the SLM activity wrote the opening
             usage = Usage(completion.prompt_tokens, completion.completion_tokens)
             timings["slm"] = completion.duration_seconds
@@ -275,23 +319,28 @@ class ConversationWorkflow:
         policy = self.state.policy
         assert policy is not None  # set by the input check
         settings = self.state.settings
-        try:
-            return await calls.complete(
-                CompletionRequest(
-                    messages=recent_context(
-                        self.state.turns, request.message, settings.context_token_budget
-                    ),
-                    max_tokens=settings.max_reply_tokens,
-                    headers={
-                        "X-Policy-Version": policy.policy_version,
-                        "X-Constitution-Hash": policy.constitution_hash,
-                    },
-                    stream=stream,
-                    opening=opening,
+        if self._cancel_asked:
+            raise TurnCancelled()
+        self._slm_call = calls.start_completion(
+            CompletionRequest(
+                messages=recent_context(
+                    self.state.turns, request.message, settings.context_token_budget
                 ),
-                settings.slm_task_queue,
-            )
+                max_tokens=settings.max_reply_tokens,
+                headers={
+                    "X-Policy-Version": policy.policy_version,
+                    "X-Constitution-Hash": policy.constitution_hash,
+                },
+                stream=stream,
+                opening=opening,
+            ),
+            settings.slm_task_queue,
+        )
+        try:
+            return await self._slm_call
         except ActivityError as error:
+            if isinstance(error.cause, CancelledError) and self._cancel_asked:
+                raise TurnCancelled() from None
             self._record(_ended(request, number, started, "failed", "", policy, Usage(), lease))
             detail = "The language model did not answer; the turn failed. Retry in a moment."
             if stream is not None:
@@ -301,6 +350,24 @@ class ConversationWorkflow:
                 )  # fmt: skip
                 await self._write_stream(stream, [problem])
             raise ApplicationError(detail, type="slm_unavailable", non_retryable=True) from error
+
+    async def _cancelled(
+        self,
+        request: TurnRequest,
+        number: int,
+        started: datetime,
+        verdict: Verdict,
+        lease: Lease | None,
+        stream: StreamTarget | None,
+    ) -> None:
+        record = _ended(request, number, started, "cancelled", "", verdict, Usage(), lease)
+        self._record(record)
+        if stream is not None:
+            info = workflow.info()
+            body = stream_events.record_body(
+                record, self.state.settings.session_id, info.workflow_id, info.run_id
+            )
+            await self._write_stream(stream, [StreamEvent("turn.cancelled", body)])
 
     async def _output_verdict(self, completion: Completion) -> Verdict:
         # Histories from before the SLM activity checked its own output ran a second local

@@ -16,7 +16,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.turn_stream import StreamEvent
     from core.errors import PROBLEM_TYPE_PREFIX
     from workflows.cloudevents import public_verdict
-    from workflows.turns import TurnResult
+    from workflows.turns import TurnRecord, TurnResult
 
 
 def step_body(result: TurnResult) -> dict[str, Any]:
@@ -35,6 +35,27 @@ def step_body(result: TurnResult) -> dict[str, Any]:
         "trace_id": result.trace_id,
         "workflow_id": result.workflow_id,
         "run_id": result.run_id,
+    }
+
+
+def record_body(
+    record: TurnRecord, session_id: str, workflow_id: str, run_id: str
+) -> dict[str, Any]:
+    """The same body for a turn that has ended, from its record."""
+    return {
+        "session_id": session_id,
+        "turn": record.turn,
+        "status": record.status,
+        "reply": record.reply,
+        "verdict": public_verdict(record.verdict),
+        "usage": {
+            "prompt_tokens": record.usage.prompt_tokens,
+            "completion_tokens": record.usage.completion_tokens,
+        },
+        "training_mode": record.training_mode,
+        "trace_id": record.trace_id,
+        "workflow_id": workflow_id,
+        "run_id": run_id,
     }
 
 

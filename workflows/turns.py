@@ -85,6 +85,13 @@ class Feedback:
 
 
 @dataclass
+class CancelRequest:
+    turn: int
+    trace_id: str = ""
+    traceparent: str = ""
+
+
+@dataclass
 class CloseRequest:
     reason: str = "closed by client"
     trace_id: str = ""

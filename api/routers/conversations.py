@@ -23,6 +23,7 @@ from api.schemas import (
     FeedbackRequest,
     StepRequest,
     StepResponse,
+    TurnOut,
 )
 from api.temporal_errors import temporal_errors
 from core.errors import InvalidRequest, SessionClosed
@@ -31,12 +32,14 @@ from core.telemetry import current_trace_id, current_traceparent, session_id_var
 from workflows.conversation import ConversationWorkflow
 from workflows.search_attributes import SESSION_ID, TENANT
 from workflows.turns import (
+    CancelRequest,
     CloseRequest,
     ConversationSettings,
     ConversationState,
     ConversationView,
     Feedback,
     TranscriptRequest,
+    TurnRecord,
     TurnRequest,
     TurnResult,
 )
@@ -180,6 +183,24 @@ async def feedback(
             ),
         )
     return {"session_id": session_id, "turn": body.turn, "accepted": True}
+
+
+@router.post("/{session_id}/turns/{turn}/cancel")
+async def cancel_turn(
+    session_id: SessionId,
+    turn: Annotated[int, Path(ge=1)],
+    principal: UserPrincipal,
+    clients: ClientsDep,
+) -> TurnOut:
+    """Stop a running turn and its SLM call; answers once it ended `cancelled`."""
+    session_id_var.set(session_id)
+    handle = clients.temporal.get_workflow_handle(workflow_id(principal.tenant, session_id))
+    with temporal_errors(f"session {session_id}"):
+        record: TurnRecord = await handle.execute_update(
+            ConversationWorkflow.cancel,
+            CancelRequest(turn, current_trace_id(), current_traceparent()),
+        )
+    return TurnOut.of(record)
 
 
 @router.post("/{session_id}/close")

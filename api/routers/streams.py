@@ -26,12 +26,13 @@ from api.routers.conversations import (
     turn_request,
     workflow_id,
 )
-from api.schemas import StepRequest, StepResponse, VerdictOut
+from api.schemas import StepRequest
 from api.stream_relay import relay, resume_point
 from api.temporal_errors import temporal_errors
 from core.errors import PROBLEM_TYPE_PREFIX, NotFound
 from core.telemetry import current_trace_id, session_id_var
 from workflows.conversation import ConversationWorkflow
+from workflows.stream_events import record_body
 from workflows.turns import ConversationView, TranscriptRequest, TurnRecord
 
 router = APIRouter(tags=["streaming"])
@@ -129,18 +130,7 @@ def _final_event(record: TurnRecord, view: ConversationView) -> ServerSentEvent:
     if record.status == "failed":
         detail = "The language model did not answer; the turn failed. Retry in a moment."
         return ServerSentEvent(event="error", id=event_id, data=_problem(detail, 503))
-    body = StepResponse(
-        session_id=view.session_id,
-        turn=record.turn,
-        status=record.status,  # type: ignore[arg-type]
-        reply=record.reply,
-        verdict=VerdictOut.of(record.verdict),
-        usage=record.usage.__dict__,  # type: ignore[arg-type]
-        training_mode=record.training_mode,
-        trace_id=record.trace_id,
-        workflow_id=view.workflow_id,
-        run_id=view.run_id,
-    )
+    body = record_body(record, view.session_id, view.workflow_id, view.run_id)
     return ServerSentEvent(event=f"turn.{record.status}", id=event_id, data=body)
 
 
