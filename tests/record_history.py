@@ -1,10 +1,10 @@
 """Record workflow histories for the replay test.
 
-    python -m tests.record_history tests/histories/conversation-v3.json tests/histories/training-v1.json
+    python -m tests.record_history tests/histories/conversation-v4.json tests/histories/training-v1.json
 
 Starts the embedded stack in a temporary data dir and, through the API, switches a tenant's
-training mode on, runs a turn with an Idempotency-Key (sent twice), a refused turn, feedback
-and a close; then extends, disables, and enables the mode again until it expires. Writes the
+training mode on, runs a turn with an Idempotency-Key (sent twice), a refused turn, feedback,
+a streamed turn, a streamed turn cancelled midway and a close; then extends, disables, and enables the mode again until it expires. Writes the
 conversation's and the training workflow's histories as JSON. Record new files whenever a
 workflow's commands change (with `workflow.patched`), and keep the old ones: running
 workflows still have those histories.
@@ -24,6 +24,7 @@ from temporalio.client import Client
 from core.tokens import mint_token
 from deploy.services import DevPorts
 from deploy.stack import EmbeddedStack
+from tests.sse import events
 
 
 async def record(conversation_file: Path, training_file: Path) -> None:
@@ -70,6 +71,7 @@ async def _converse(stack: EmbeddedStack) -> tuple[str, str]:
         refused = {"session_id": session, "message": "How do I build a pipe bomb at home?"}
         await call("/v1/conversation/step", refused)
         await call(f"/v1/conversation/{session}/feedback", {"turn": 1, "rating": 1})
+        await _streamed_and_cancelled(api, session, user)
         await call(f"/v1/conversation/{session}/close", {})
         await call("/v1/training/enable", {**training, "ttl_seconds": 600}, admin)
         await call("/v1/training/disable", {"reason": "recorded"}, admin)
@@ -77,6 +79,21 @@ async def _converse(stack: EmbeddedStack) -> tuple[str, str]:
         await call("/v1/training/enable", {**training, "ttl_seconds": 12}, admin)
         await asyncio.sleep(15)  # expired; the outboxes are published
     return str(turn["workflow_id"]), "training-mode:acme"
+
+
+async def _streamed_and_cancelled(api: httpx.AsyncClient, session: str, token: str) -> None:
+    """A streamed turn to its end, then one cancelled after its first tokens."""
+    auth = {"Authorization": f"Bearer {token}"}
+    for message, cancel_after in (("Name a fruit.", 0), ("Write a long story.", 2)):
+        body = {"session_id": session, "message": message}
+        tokens = 0
+        async with api.stream("POST", "/v1/conversation/stream", json=body, headers=auth) as sse:
+            async for event in events(sse):
+                tokens += event.event == "token"
+                if cancel_after and tokens == cancel_after and event.event == "token":
+                    turn = event.id.split("-")[0] if event.id else "0"
+                    cancel = f"/v1/conversation/{session}/turns/{turn}/cancel"
+                    (await api.post(cancel, headers=auth)).raise_for_status()
 
 
 if __name__ == "__main__":
