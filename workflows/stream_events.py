@@ -21,39 +21,25 @@ with workflow.unsafe.imports_passed_through():
 
 def step_body(result: TurnResult) -> dict[str, Any]:
     """The body of a step response (CONTRACT section 4)."""
-    return {
-        "session_id": result.session_id,
-        "turn": result.turn,
-        "status": result.status,
-        "reply": result.reply,
-        "verdict": public_verdict(result.verdict),
-        "usage": {
-            "prompt_tokens": result.usage.prompt_tokens,
-            "completion_tokens": result.usage.completion_tokens,
-        },
-        "training_mode": result.training_mode,
-        "trace_id": result.trace_id,
-        "workflow_id": result.workflow_id,
-        "run_id": result.run_id,
-    }
+    return record_body(result, result.session_id, result.workflow_id, result.run_id)
 
 
 def record_body(
-    record: TurnRecord, session_id: str, workflow_id: str, run_id: str
+    turn: TurnResult | TurnRecord, session_id: str, workflow_id: str, run_id: str
 ) -> dict[str, Any]:
-    """The same body for a turn that has ended, from its record."""
+    """The same body from the record of a turn that has ended."""
     return {
         "session_id": session_id,
-        "turn": record.turn,
-        "status": record.status,
-        "reply": record.reply,
-        "verdict": public_verdict(record.verdict),
+        "turn": turn.turn,
+        "status": turn.status,
+        "reply": turn.reply,
+        "verdict": public_verdict(turn.verdict),
         "usage": {
-            "prompt_tokens": record.usage.prompt_tokens,
-            "completion_tokens": record.usage.completion_tokens,
+            "prompt_tokens": turn.usage.prompt_tokens,
+            "completion_tokens": turn.usage.completion_tokens,
         },
-        "training_mode": record.training_mode,
-        "trace_id": record.trace_id,
+        "training_mode": turn.training_mode,
+        "trace_id": turn.trace_id,
         "workflow_id": workflow_id,
         "run_id": run_id,
     }
