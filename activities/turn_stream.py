@@ -6,6 +6,9 @@ stream id is chosen by the API when it asks for the turn. Entry ids are `<turn>-
 XREAD after the client's `Last-Event-ID`. A pointer `...:turn:<turn>` names the stream of a
 turn for the resume route. Both expire a while after the turn's last event.
 
+Each entry has `event`, `data` (JSON) and `at`, Redis's clock when it was appended, from
+which the API measures how far its readers lag.
+
 Writers: the workflow (accepted, verdict, the final event) and the SLM activity (tokens).
 An SLM attempt appends under its attempt number; once a later attempt has written, an
 earlier one's appends are dropped, so a zombie attempt can never interleave its text.
@@ -34,10 +37,12 @@ if attempt > 0 then
   if attempt < top then return {} end
   redis.call('SET', KEYS[3], attempt, 'EX', ARGV[4])
 end
+local now = redis.call('TIME')
+local at = now[1] .. '.' .. string.format('%06d', now[2])
 local ids = {}
 for i = 6, #ARGV, 2 do
   ids[#ids + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], ARGV[1] .. '-*',
-                             'event', ARGV[i], 'data', ARGV[i + 1])
+                             'event', ARGV[i], 'data', ARGV[i + 1], 'at', at)
 end
 redis.call('EXPIRE', KEYS[1], ARGV[4])
 redis.call('SET', KEYS[2], KEYS[1], 'EX', ARGV[4])

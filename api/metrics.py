@@ -47,6 +47,16 @@ MODERATION_VERDICTS = Counter(
     "Moderation checks by stage, category (none when allowed) and decision.",
     ["stage", "category", "decision"],
 )
+SLM_TIME_TO_FIRST_TOKEN = Histogram(
+    "orchestrator_slm_time_to_first_token_seconds",
+    "Streamed turns: from the API receiving the request to the first token sent to the client.",
+    buckets=(0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+STREAM_LAG = Histogram(
+    "orchestrator_stream_lag_seconds",
+    "Streamed turns: from an event's append to its Redis Stream to its relay to a client.",
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30),
+)
 TRAINING_MODE_STATE = Gauge(
     "training_mode_state",
     "1 while the tenant's training mode is on (its lease is live in Redis), else 0.",

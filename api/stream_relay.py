@@ -14,6 +14,7 @@ from typing import Any
 from fastapi.sse import ServerSentEvent
 from redis.asyncio import Redis
 
+from api.metrics import STREAM_LAG
 from core.errors import InvalidRequest
 
 #: The events that end a turn's stream (CONTRACT section 4).
@@ -47,6 +48,8 @@ async def relay(
         for _, entries in batches:
             for raw_id, raw_fields in entries:
                 after, fields = _text(raw_id), _decoded(raw_fields)
+                if "at" in fields:
+                    STREAM_LAG.observe(max(0.0, time.time() - float(fields["at"])))
                 yield ServerSentEvent(event=fields["event"], id=after, raw_data=fields["data"])
                 if fields["event"] in FINAL_EVENTS:
                     return

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import uuid
 from collections.abc import Callable
 
@@ -35,6 +36,12 @@ async def _stream(
         return [event async for event in events(response)]
 
 
+async def _count(api: httpx.AsyncClient, histogram: str) -> float:
+    text = (await api.get("/metrics")).text
+    found = re.search(rf"^{histogram}_count (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
 def _ids_in_order(received: list[Event], turn: int) -> None:
     ids = [e.id for e in received]
     assert all(i is not None and i.startswith(f"{turn}-") for i in ids), ids
@@ -47,6 +54,8 @@ async def test_tokens_arrive_in_order_and_join_into_the_reply(
     api: httpx.AsyncClient, token: Callable[..., str], path: str
 ) -> None:
     session = _session()
+    metrics = ("orchestrator_slm_time_to_first_token_seconds", "orchestrator_stream_lag_seconds")
+    before = [await _count(api, name) for name in metrics]
     received = await _stream(
         api, path, {"session_id": session, "message": "Name three fruits."}, _user(token)
     )
@@ -62,6 +71,9 @@ async def test_tokens_arrive_in_order_and_join_into_the_reply(
     _ids_in_order(received, 1)
     transcript = (await api.get(f"/v1/conversation/{session}", headers=_user(token))).json()
     assert transcript["turns"][0]["reply"] == completed["reply"]
+    first_token, lag = before
+    assert await _count(api, metrics[0]) == first_token + 1  # once per streamed turn
+    assert await _count(api, metrics[1]) == lag + len(received)  # once per relayed event
 
 
 async def test_a_refused_input_streams_its_verdict_and_refusal_without_tokens(

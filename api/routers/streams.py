@@ -7,6 +7,7 @@ stops nothing; it comes back on the turn's stream route with `Last-Event-ID`.
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from temporalio.client import WorkflowUpdateStage
 
 from activities.turn_stream import pointer_key, stream_key
 from api.deps import ClientsDep, SettingsDep, UserPrincipal
+from api.metrics import SLM_TIME_TO_FIRST_TOKEN
 from api.routers.conversations import (
     IdempotencyKey,
     SessionId,
@@ -47,6 +49,8 @@ class _Source:
     key: str = ""
     after: str = "0-0"
     final: list[ServerSentEvent] = field(default_factory=list)
+    #: A new turn: when its request arrived (perf_counter), for the time to its first token.
+    asked_at: float | None = None
 
 
 async def _start_streamed_turn(
@@ -57,6 +61,7 @@ async def _start_streamed_turn(
     idempotency_key: IdempotencyKey = None,
 ) -> _Source:
     """Start the turn and return once its workflow accepted it; a refusal is a plain problem."""
+    asked_at = time.perf_counter()
     stream_id = uuid.uuid4().hex
     session_id, turn = turn_request(body, idempotency_key, stream_id)
     with temporal_errors(f"session {session_id}"):
@@ -67,7 +72,8 @@ async def _start_streamed_turn(
             wait_for_stage=WorkflowUpdateStage.ACCEPTED,
             id=stream_id,
         )
-    return _Source(key=stream_key(workflow_id(principal.tenant, session_id), stream_id))
+    key = stream_key(workflow_id(principal.tenant, session_id), stream_id)
+    return _Source(key=key, asked_at=asked_at)
 
 
 async def _find_stream(
@@ -119,6 +125,9 @@ async def _send(source: _Source, clients: ClientsDep) -> AsyncIterator[ServerSen
         return
     try:
         async for event in relay(clients.redis, source.key, source.after, _IDLE_TIMEOUT_SECONDS):
+            if event.event == "token" and source.asked_at is not None:
+                SLM_TIME_TO_FIRST_TOKEN.observe(time.perf_counter() - source.asked_at)
+                source.asked_at = None
             yield event
     except (RedisError, TimeoutError) as error:
         # The turn goes on; the client resumes on the turn's stream route with Last-Event-ID.
