@@ -342,14 +342,11 @@ class ConversationWorkflow:
             if isinstance(error.cause, CancelledError) and self._cancel_asked:
                 raise TurnCancelled() from None
             self._record(_ended(request, number, started, "failed", "", policy, Usage(), lease))
-            detail = "The language model did not answer; the turn failed. Retry in a moment."
             if stream is not None:
-                problem = stream_events.failure(
-                    "dependency_unavailable", "A dependency is unavailable", 503, detail,
-                    request.trace_id,
-                )  # fmt: skip
-                await self._write_stream(stream, [problem])
-            raise ApplicationError(detail, type="slm_unavailable", non_retryable=True) from error
+                await self._write_stream(stream, [stream_events.slm_failed(request.trace_id)])
+            raise ApplicationError(
+                stream_events.SLM_FAILED, type="slm_unavailable", non_retryable=True
+            ) from error
 
     async def _cancelled(
         self,

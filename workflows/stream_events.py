@@ -61,13 +61,17 @@ def closing(result: TurnResult, opened: list[StreamEvent]) -> list[StreamEvent]:
     return [StreamEvent("retract", {"reason": "moderation"}), StreamEvent("turn.refused", body)]
 
 
-def failure(code: str, title: str, status: int, detail: str, trace_id: str) -> StreamEvent:
-    """An `error` event: the problem the step route would have answered."""
+SLM_FAILED = "The language model did not answer; the turn failed. Retry in a moment."
+
+
+def slm_failed(trace_id: str) -> StreamEvent:
+    """The `error` event of a turn whose SLM call failed: the step route's 503 problem."""
+    code = "dependency_unavailable"
     problem = {
         "type": PROBLEM_TYPE_PREFIX + code,
-        "title": title,
-        "status": status,
-        "detail": detail,
+        "title": "A dependency is unavailable",
+        "status": 503,
+        "detail": SLM_FAILED,
         "code": code,
         "trace_id": trace_id,
     }

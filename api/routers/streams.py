@@ -7,6 +7,7 @@ stops nothing; it comes back on the turn's stream route with `Last-Event-ID`.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -31,13 +32,15 @@ from api.routers.conversations import (
 from api.schemas import StepRequest
 from api.stream_relay import relay, resume_point
 from api.temporal_errors import temporal_errors
-from core.errors import PROBLEM_TYPE_PREFIX, NotFound
-from core.telemetry import current_trace_id, session_id_var
+from core.errors import NotFound
+from core.telemetry import session_id_var
+from workflows import stream_events
 from workflows.conversation import ConversationWorkflow
 from workflows.stream_events import record_body
 from workflows.turns import ConversationView, TranscriptRequest, TurnRecord
 
 router = APIRouter(tags=["streaming"])
+log = logging.getLogger("orchestrator.api")
 #: A stream with no new event for this long is given up (the turn itself goes on).
 _IDLE_TIMEOUT_SECONDS = 300.0
 
@@ -130,26 +133,16 @@ async def _send(source: _Source, clients: ClientsDep) -> AsyncIterator[ServerSen
                 source.asked_at = None
             yield event
     except (RedisError, TimeoutError) as error:
-        # The turn goes on; the client resumes on the turn's stream route with Last-Event-ID.
-        yield ServerSentEvent(event="error", data=_problem(f"The stream broke off: {error}"))
+        # Not the turn's failure (that is an `error` event of its own stream): the relay's.
+        # The stream ends without a final event; the turn goes on, and the client resumes on
+        # the turn's stream route with Last-Event-ID.
+        log.warning("stream relay of %s stopped: %s", source.key, error)
 
 
 def _final_event(record: TurnRecord, view: ConversationView) -> ServerSentEvent:
     event_id = record.stream_final_id or f"{record.turn}-0"
     if record.status == "failed":
-        detail = "The language model did not answer; the turn failed. Retry in a moment."
-        return ServerSentEvent(event="error", id=event_id, data=_problem(detail, 503))
+        failure = stream_events.slm_failed(record.trace_id)
+        return ServerSentEvent(event="error", id=event_id, data=failure.data)
     body = record_body(record, view.session_id, view.workflow_id, view.run_id)
     return ServerSentEvent(event=f"turn.{record.status}", id=event_id, data=body)
-
-
-def _problem(detail: str, status: int = 503) -> dict[str, object]:
-    code = "dependency_unavailable"
-    return {
-        "type": PROBLEM_TYPE_PREFIX + code,
-        "title": "A dependency is unavailable",
-        "status": status,
-        "detail": detail,
-        "code": code,
-        "trace_id": current_trace_id(),
-    }
