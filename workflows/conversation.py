@@ -152,8 +152,9 @@ class ConversationWorkflow:
         if request.turn == self._running and not self._cancel_asked:
             return
         if request.turn == self._running or 1 <= request.turn <= self.state.turn_count:
+            state = "is being cancelled" if request.turn == self._running else "already ended"
             raise ApplicationError(
-                f"Turn {request.turn} is not running; it already ended.",
+                f"Turn {request.turn} is not running: it {state}.",
                 type="turn_not_running",
                 non_retryable=True,
             )
