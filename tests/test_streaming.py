@@ -192,3 +192,15 @@ async def test_cancel_mid_stream_stops_the_slm_call_and_the_next_turn_works(
         headers=_user(token),
     )
     assert after.status_code == 200 and after.json()["turn"] == 2
+
+
+async def test_a_repeated_idempotency_key_streams_the_first_result_again(
+    api: httpx.AsyncClient, token: Callable[..., str]
+) -> None:
+    body = {"session_id": _session(), "message": "Name a colour."}
+    headers = {**_user(token), "Idempotency-Key": f"k-{uuid.uuid4().hex}"}
+    first = await _stream(api, "/v1/conversation/stream", body, headers)
+    again = await _stream(api, "/v1/conversation/stream", body, headers)
+    assert [e.event for e in again] == ["turn.accepted", "verdict", "turn.completed"]
+    assert again[-1].data["turn"] == first[-1].data["turn"] == 1
+    assert again[-1].data["reply"] == first[-1].data["reply"] == text(first)

@@ -145,7 +145,15 @@ class ConversationWorkflow:
         if self._slm_call is not None:
             self._slm_call.cancel()
         await workflow.wait_condition(lambda: self._running != request.turn)
-        return next(t for t in reversed(self.state.turns) if t.turn == request.turn)
+        # `cancelled`, or how it ended if it ended first.
+        ended = next((t for t in reversed(self.state.turns) if t.turn == request.turn), None)
+        if ended is None:
+            raise ApplicationError(
+                f"Turn {request.turn} ended without a record.",
+                type="turn_not_running",
+                non_retryable=True,
+            )
+        return ended
 
     @cancel.validator
     def _validate_cancel(self, request: CancelRequest) -> None:
@@ -280,7 +288,7 @@ class ConversationWorkflow:
             workflow.logger.warning("could not write the end of turn %s's stream", stream.turn)
             return
         for record in reversed(self.state.turns):
-            if record.turn == stream.turn:
+            if record.turn == stream.turn and ids:
                 record.stream_id, record.stream_final_id = stream.stream_id, ids[-1]
                 break
 
@@ -288,8 +296,10 @@ class ConversationWorkflow:
         """A repeated Idempotency-Key on the stream route: the first result, as a stream."""
         stream = self._stream_target(request, earlier.turn)
         if stream is not None:
+            # Results kept before turns recorded their checks have only the final verdict.
+            first_check = earlier.checks[0] if earlier.checks else earlier.verdict
             opened = stream_events.opening(
-                earlier.session_id, earlier.turn, earlier.trace_id, earlier.checks[0]
+                earlier.session_id, earlier.turn, earlier.trace_id, first_check
             )
             closing = stream_events.closing(earlier, [])
             await self._write_stream(stream, [*opened, *closing[-1:]])
