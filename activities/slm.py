@@ -8,6 +8,12 @@ A streamed turn's request names its Redis Stream: the activity then asks the ser
 stream and appends each delta as a `token` event as it comes (the stream is the buffer, so
 no reader can slow it), and still returns the whole reply, which is what history records.
 A retried attempt first appends `retract`, so a reader discards the earlier attempt's text.
+
+While it streams, the output is checked on windows of the growing text: before a delta is
+appended, the last `WINDOW_CHARS` characters up to and including it are checked. A refused
+window stops the call at once (that delta is never sent); the workflow then writes
+`retract` and `turn.refused`. The whole reply is still checked once it is complete, so a
+rule wider than a window is caught at the end.
 """
 
 from __future__ import annotations
@@ -29,6 +35,9 @@ from core.settings import Settings
 #: Often enough that a cancellation reaches the call within a second (the SLM worker sends
 #: heartbeats on at most every half second; see worker/main.py).
 _HEARTBEAT_SECONDS = 0.25
+#: The text each streamed delta is checked in: far wider than any rule of the bundled policy
+#: (their gaps are at most 40 characters), so a refused phrase split across deltas is caught.
+WINDOW_CHARS = 512
 
 
 @dataclass
@@ -87,7 +96,8 @@ class SlmActivities:
         finally:
             heartbeats.cancel()
         completion.duration_seconds = time.perf_counter() - started
-        completion.verdict = moderate(self._policy, completion.text, "output")
+        if completion.verdict is None:  # a refused window already decided
+            completion.verdict = moderate(self._policy, completion.text, "output")
         return completion
 
     async def _whole(self, request: CompletionRequest) -> Completion:
@@ -108,7 +118,7 @@ class SlmActivities:
 
     async def _streamed(self, request: CompletionRequest, target: StreamTarget) -> Completion:
         attempt = activity.info().attempt
-        await self._streams.append(target, request.opening, attempt, first=True)
+        await self._streams.append(target, [], attempt, opening=request.opening)
         if attempt > 1:  # the reader drops what an earlier attempt sent
             await self._append(target, StreamEvent("retract", {"reason": "retry"}), attempt)
         chunks = await self._client.chat.completions.create(
@@ -121,6 +131,7 @@ class SlmActivities:
             stream_options={"include_usage": True},
         )
         parts: list[str] = []
+        text = ""
         completion = Completion(text="", prompt_tokens=0, completion_tokens=0, finish_reason="stop")
         try:
             async for chunk in chunks:
@@ -129,13 +140,22 @@ class SlmActivities:
                     completion.completion_tokens = chunk.usage.completion_tokens
                 for choice in chunk.choices:
                     completion.finish_reason = choice.finish_reason or completion.finish_reason
-                    if choice.delta.content:
-                        delta = {"index": len(parts), "delta": choice.delta.content}
-                        await self._append(target, StreamEvent("token", delta), attempt)
-                        parts.append(choice.delta.content)
+                    delta = choice.delta.content
+                    if not delta:
+                        continue
+                    parts.append(delta)
+                    text += delta
+                    window = moderate(self._policy, text[-WINDOW_CHARS:], "output")
+                    if window.decision == "refuse":
+                        completion.verdict, completion.finish_reason = window, "content_filter"
+                        break
+                    token = {"index": len(parts) - 1, "delta": delta}
+                    await self._append(target, StreamEvent("token", token), attempt)
+                if completion.verdict is not None:
+                    break  # leaving the loop closes the request: the server stops generating
         finally:
-            await chunks.close()  # also when cancelled: the server stops generating
-        completion.text = "".join(parts)
+            await chunks.close()  # also when cancelled
+        completion.text = text
         completion.completion_tokens = completion.completion_tokens or len(parts)
         return completion
 

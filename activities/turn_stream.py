@@ -26,11 +26,12 @@ from temporalio import activity
 #: Attempt number of appends that are never fenced (the workflow's own events).
 UNFENCED = 0
 
-# KEYS: stream, pointer, attempt fence. ARGV: turn, attempt, maxlen, ttl seconds, "1" to
-# write only into an empty stream, then event and data pairs. Returns the ids written ({}
-# when a later attempt has written, or the stream was not empty).
+# KEYS: stream, pointer, attempt fence. ARGV: turn, attempt, maxlen, ttl seconds, how many
+# of the events open the stream (written only into an empty stream), then event and data
+# pairs. Returns the ids written ({} when a later attempt has written).
 _APPEND = """
-if ARGV[5] == '1' and redis.call('XLEN', KEYS[1]) > 0 then return {} end
+local first = 6
+if redis.call('XLEN', KEYS[1]) > 0 then first = 6 + 2 * tonumber(ARGV[5]) end
 local attempt = tonumber(ARGV[2])
 if attempt > 0 then
   local top = tonumber(redis.call('GET', KEYS[3]) or '0')
@@ -40,7 +41,7 @@ end
 local now = redis.call('TIME')
 local at = now[1] .. '.' .. string.format('%06d', now[2])
 local ids = {}
-for i = 6, #ARGV, 2 do
+for i = first, #ARGV, 2 do
   ids[#ids + 1] = redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], ARGV[1] .. '-*',
                              'event', ARGV[i], 'data', ARGV[i + 1], 'at', at)
 end
@@ -82,6 +83,9 @@ class StreamEvent:
 class AppendRequest:
     target: StreamTarget
     events: list[StreamEvent] = field(default_factory=list)
+    #: Written before `events`, and only into an empty stream: the opening of a turn whose
+    #: SLM activity may or may not have written it (a turn that failed or was cancelled).
+    opening: list[StreamEvent] = field(default_factory=list)
 
 
 class TurnStreams:
@@ -94,21 +98,29 @@ class TurnStreams:
         events: list[StreamEvent],
         attempt: int = UNFENCED,
         *,
-        first: bool = False,
+        opening: list[StreamEvent] | None = None,
     ) -> list[str]:
-        """Append `events` in order and return their `<turn>-<seq>` ids; [] if a later attempt
-        wrote, or if `first` and the stream already has entries (a retry's opening)."""
+        """Append `opening` (only into an empty stream), then `events`, in order, and return
+        the ids written, `<turn>-<seq>`; [] if a later attempt of the SLM activity wrote."""
         key = stream_key(target.workflow_id, target.stream_id)
+        opening = opening or []
         pairs: list[str] = []
-        for item in events:
+        for item in [*opening, *events]:
             pairs += [item.event, json.dumps(item.data, separators=(",", ":"))]
         written = await self._append(
             keys=[key, pointer_key(target.workflow_id, target.turn), f"{key}:attempt"],
-            args=[target.turn, attempt, MAX_ENTRIES, target.retention_seconds, int(first), *pairs],
+            args=[
+                target.turn,
+                attempt,
+                MAX_ENTRIES,
+                target.retention_seconds,
+                len(opening),
+                *pairs,
+            ],
         )
         return [entry.decode() if isinstance(entry, bytes) else str(entry) for entry in written]
 
     @activity.defn(name="stream.append")
     async def append_activity(self, request: AppendRequest) -> list[str]:
         """The workflow's own events (accepted, verdict, the final one): a local activity."""
-        return await self.append(request.target, request.events)
+        return await self.append(request.target, request.events, opening=request.opening)

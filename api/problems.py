@@ -11,7 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.errors import PROBLEM_TYPE_PREFIX, OrchestratorError
+from core.errors import OrchestratorError, problem_body
 from core.telemetry import trace_id_var
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
@@ -29,15 +29,9 @@ def problem(
     headers: Mapping[str, str] | None = None,
     **extensions: Any,
 ) -> ProblemResponse:
-    body = {
-        "type": PROBLEM_TYPE_PREFIX + code,
-        "title": title,
-        "status": status,
-        "detail": detail,
-        "code": code,
-        "trace_id": trace_id_var.get(),
-        **jsonable_encoder(extensions),
-    }
+    body = problem_body(
+        status, code, title, detail, trace_id_var.get(), **jsonable_encoder(extensions)
+    )
     return ProblemResponse(body, status_code=status, headers=headers)
 
 

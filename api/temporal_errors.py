@@ -18,6 +18,7 @@ from core.errors import (
     TrainingLocked,
     TurnCancelled,
     TurnNotRunning,
+    TurnTimedOut,
 )
 
 _APPLICATION_ERRORS: dict[str, type[OrchestratorError]] = {
@@ -28,6 +29,7 @@ _APPLICATION_ERRORS: dict[str, type[OrchestratorError]] = {
     "training_locked": TrainingLocked,
     "turn_not_running": TurnNotRunning,
     "turn_cancelled": TurnCancelled,
+    "turn_timeout": TurnTimedOut,
     "not_found": NotFound,
 }
 

@@ -22,6 +22,27 @@ class OrchestratorError(Exception):
         self.detail = detail
         self.extensions = extensions
 
+    def problem(self, trace_id: str) -> dict[str, Any]:
+        """This error as a problem document, e.g. for a stream's `error` event."""
+        return problem_body(
+            self.status, self.code, self.title, self.detail, trace_id, **self.extensions
+        )
+
+
+def problem_body(
+    status: int, code: str, title: str, detail: str, trace_id: str, **extensions: Any
+) -> dict[str, Any]:
+    """An RFC 9457 problem document, with the `code` and `trace_id` every answer carries."""
+    return {
+        "type": PROBLEM_TYPE_PREFIX + code,
+        "title": title,
+        "status": status,
+        "detail": detail,
+        "code": code,
+        "trace_id": trace_id,
+        **extensions,
+    }
+
 
 class Unauthenticated(OrchestratorError):
     status, code, title = 401, "unauthenticated", "Authentication required"
@@ -57,6 +78,10 @@ class TurnNotRunning(OrchestratorError):
 
 class TurnCancelled(OrchestratorError):
     status, code, title = 409, "turn_cancelled", "Turn cancelled"
+
+
+class TurnTimedOut(OrchestratorError):
+    status, code, title = 504, "turn_timeout", "Turn took too long"
 
 
 class TrainingLocked(OrchestratorError):

@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     #: How long a streamed turn's events stay readable (for resuming) after its latest one.
     stream_retention_seconds: int = Field(default=3600, ge=60, le=7 * 86400)
 
+    #: A turn still running after this long (a stuck SLM call, its retries included) is
+    #: stopped and ends `failed` with its event; the step route answers 504 `turn_timeout`.
+    max_turn_seconds: float = Field(default=300.0, ge=5, le=3600)
+
     #: The shortest training-mode lease an admin may ask for. Only the test suite lowers it,
     #: so that expiry is seen in seconds through the real timer.
     training_min_ttl_seconds: int = Field(default=60, ge=1, le=86400)

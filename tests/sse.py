@@ -44,3 +44,11 @@ def text(received: list[Event]) -> str:
         elif item.event == "token":
             shown.append(item.data["delta"])
     return "".join(shown)
+
+
+def ids_in_order(received: list[Event], turn: int) -> None:
+    """Every event has an id `<turn>-<seq>`, increasing, never twice (CONTRACT section 4)."""
+    ids = [e.id for e in received]
+    assert all(i is not None and i.startswith(f"{turn}-") for i in ids), ids
+    seqs = [int(i.split("-")[1]) for i in ids if i]
+    assert seqs == sorted(set(seqs)), ids

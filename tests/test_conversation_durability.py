@@ -7,53 +7,21 @@ import os
 import signal
 import uuid
 from collections.abc import Callable
-from typing import Any
 
 import httpx
-from temporalio.client import Client, WithStartWorkflowOperation
-from temporalio.common import WorkflowIDConflictPolicy
+from temporalio.client import Client
 
 from core.settings import Settings
 from deploy.stack import EmbeddedStack
 from tests.activities_in_flight import wait_until_started
+from tests.direct_turns import step_directly
 from tests.kafka_records import records_for_key
 from workflows.conversation import ConversationWorkflow
-from workflows.turns import ConversationSettings, ConversationState, TurnRequest, TurnResult
+from workflows.turns import TurnRequest, TurnResult
 
 
 def _auth(token: Callable[..., str]) -> dict[str, str]:
     return {"Authorization": f"Bearer {token('acme', 'user')}"}
-
-
-async def _step_directly(
-    temporal: Client,
-    settings: Settings,
-    session: str,
-    request: TurnRequest,
-    **conversation: Any,
-) -> TurnResult:
-    """A turn sent straight to Temporal, starting the session with `conversation` settings the
-    API would not choose (a short idle timeout, continue-as-new every few turns)."""
-    state = ConversationState(
-        settings=ConversationSettings(
-            tenant="acme",
-            session_id=session,
-            slm_task_queue=settings.slm_task_queue,
-            events_topic=settings.conversation_events_topic,
-            **conversation,
-        )
-    )
-    start = WithStartWorkflowOperation(
-        ConversationWorkflow.run,
-        state,
-        id=f"conversation:acme:{session}",
-        task_queue=settings.task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-    )
-    result: TurnResult = await temporal.execute_update_with_start_workflow(
-        ConversationWorkflow.step, request, start_workflow_operation=start
-    )
-    return result
 
 
 async def test_worker_killed_during_the_slm_call_loses_nothing(
@@ -127,7 +95,7 @@ async def test_continue_as_new_keeps_transcript_numbers_and_idempotency(
     first_results: list[TurnResult] = []
     for number, key in ((1, "key-a"), (2, "key-b")):
         # A run that continues as new after two turns, so the test need not fill a history.
-        result = await _step_directly(
+        result = await step_directly(
             temporal,
             settings,
             session,
@@ -197,7 +165,7 @@ async def test_an_idle_session_closes_itself_with_its_event(
 ) -> None:
     session = f"idle-{uuid.uuid4().hex[:10]}"
     workflow_id = f"conversation:acme:{session}"
-    await _step_directly(
+    await step_directly(
         temporal,
         settings,
         session,

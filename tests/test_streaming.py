@@ -16,7 +16,7 @@ from temporalio.client import Client
 from activities.turn_stream import pointer_key
 from core.settings import Settings
 from tests.kafka_records import records_for_key
-from tests.sse import Event, events, text
+from tests.sse import Event, events, ids_in_order, text
 
 
 def _user(token: Callable[..., str]) -> dict[str, str]:
@@ -42,13 +42,6 @@ async def _count(api: httpx.AsyncClient, histogram: str) -> float:
     return float(found.group(1)) if found else 0.0
 
 
-def _ids_in_order(received: list[Event], turn: int) -> None:
-    ids = [e.id for e in received]
-    assert all(i is not None and i.startswith(f"{turn}-") for i in ids), ids
-    seqs = [int(i.split("-")[1]) for i in ids if i]
-    assert seqs == sorted(set(seqs)), ids  # increasing, never twice
-
-
 @pytest.mark.parametrize("path", ["/v1/conversation/stream", "/v1/chat/stream"])
 async def test_tokens_arrive_in_order_and_join_into_the_reply(
     api: httpx.AsyncClient, token: Callable[..., str], path: str
@@ -68,7 +61,7 @@ async def test_tokens_arrive_in_order_and_join_into_the_reply(
     assert completed["status"] == "completed" and completed["turn"] == 1
     assert text(received) == completed["reply"] and completed["reply"].strip()
     assert [e.data["index"] for e in received if e.event == "token"] == list(range(len(kinds) - 3))
-    _ids_in_order(received, 1)
+    ids_in_order(received, 1)
     transcript = (await api.get(f"/v1/conversation/{session}", headers=_user(token))).json()
     assert transcript["turns"][0]["reply"] == completed["reply"]
     first_token, lag = before
@@ -88,7 +81,7 @@ async def test_a_refused_input_streams_its_verdict_and_refusal_without_tokens(
     assert [e.event for e in received] == ["turn.accepted", "verdict", "turn.refused"]
     assert received[1].data["decision"] == "refuse" and received[1].data["stage"] == "input"
     assert received[2].data["status"] == "refused" and received[2].data["reply"]
-    _ids_in_order(received, 1)
+    ids_in_order(received, 1)
 
 
 async def test_a_client_that_reconnects_with_last_event_id_misses_and_repeats_nothing(
@@ -112,7 +105,7 @@ async def test_a_client_that_reconnects_with_last_event_id_misses_and_repeats_no
         assert response.status_code == 200
         resumed = [event async for event in events(response)]
     joined = first + resumed
-    _ids_in_order(joined, turn)
+    ids_in_order(joined, turn)
     assert joined[-1].event == "turn.completed"
     assert text(joined) == joined[-1].data["reply"]
 
@@ -164,7 +157,7 @@ async def test_cancel_mid_stream_stops_the_slm_call_and_the_next_turn_works(
     assert cancelled.json()["status"] == "cancelled" and cancelled.json()["turn"] == 1
     assert received[-1].event == "turn.cancelled"
     assert received[-1].data["status"] == "cancelled"
-    _ids_in_order(received, 1)
+    ids_in_order(received, 1)
 
     again = await api.post(cancel, headers=_user(token))
     assert again.status_code == 409 and again.json()["code"] == "turn_not_running"

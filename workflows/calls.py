@@ -34,15 +34,17 @@ async def moderate(text: str, stage: str) -> Verdict:
 
 
 def start_completion(
-    request: CompletionRequest, task_queue: str
+    request: CompletionRequest, task_queue: str, time_left: timedelta
 ) -> workflow.ActivityHandle[Completion]:
-    """The SLM call on its own task queue; heartbeats let a lost worker be noticed in 10 s,
-    and carry a cancellation to it (the SLM worker sends them every half second)."""
+    """The SLM call on its own task queue, retries included within `time_left`; heartbeats
+    let a lost worker be noticed in 10 s, and carry a cancellation to it (the SLM worker
+    sends them every half second)."""
     return workflow.start_activity(
         "slm.complete",
         request,
         task_queue=task_queue,
-        start_to_close_timeout=timedelta(seconds=120),
+        schedule_to_close_timeout=time_left,
+        start_to_close_timeout=min(time_left, timedelta(seconds=120)),
         heartbeat_timeout=timedelta(seconds=10),
         retry_policy=_SLM_RETRY,
         result_type=Completion,

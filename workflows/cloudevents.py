@@ -130,6 +130,8 @@ def turn_data(session_id: str, record: TurnRecord) -> dict[str, Any]:
         "training_fence": record.training_fence,
         "trace_id": record.trace_id,
         "metadata": record.metadata,
+        # A failed turn: why (the code of its problem, e.g. `turn_timeout`); else None.
+        "failure": record.problem["code"] if record.problem else None,
     }
 
 

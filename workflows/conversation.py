@@ -8,16 +8,18 @@ that the main loop publishes in order, so a broker outage never fails or delays 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, RetryState
 
 with workflow.unsafe.imports_passed_through():
     from activities.moderation import Verdict
     from activities.slm import Completion, CompletionRequest
     from activities.training_lock import Lease
     from activities.turn_stream import AppendRequest, StreamEvent, StreamTarget
+    from core.errors import DependencyUnavailable, OrchestratorError, TurnTimedOut
     from workflows import calls, lease_calls, outbox, stream_events
     from workflows.cloudevents import (
         closed_data,
@@ -236,7 +238,7 @@ class ConversationWorkflow:
             try:
                 completion = await self._complete(request, number, started, lease, stream, opened)
             except TurnCancelled:
-                await self._cancelled(request, number, started, first_check, lease, stream)
+                await self._cancelled(request, number, started, first_check, lease, stream, opened)
                 raise ApplicationError(
                     f"Turn {number} was cancelled.", type="turn_cancelled", non_retryable=True
                 ) from None
@@ -280,10 +282,13 @@ class ConversationWorkflow:
             retention_seconds=self.state.settings.stream_retention_seconds,
         )
 
-    async def _write_stream(self, stream: StreamTarget, events: list[StreamEvent]) -> None:
-        """The turn's ending, in its stream; the id of the last event is kept with the turn."""
+    async def _write_stream(
+        self, stream: StreamTarget, events: list[StreamEvent], opening: Sequence[StreamEvent] = ()
+    ) -> None:
+        """The turn's ending, in its stream; the id of the last event is kept with the turn.
+        `opening`: written first if the stream is still empty (the SLM call never started)."""
         try:
-            ids = await calls.append_stream(AppendRequest(stream, events))
+            ids = await calls.append_stream(AppendRequest(stream, events, list(opening)))
         except ActivityError:
             workflow.logger.warning("could not write the end of turn %s's stream", stream.turn)
             return
@@ -332,6 +337,10 @@ class ConversationWorkflow:
         settings = self.state.settings
         if self._cancel_asked:
             raise TurnCancelled()
+        # The SLM call gets what is left of the turn's time, its retries included: a turn
+        # stuck there (no SLM worker, a server that never answers) ends `failed` at the limit.
+        limit = timedelta(seconds=settings.max_turn_seconds)
+        time_left = max(limit - (workflow.now() - started), timedelta(seconds=1))
         self._slm_call = calls.start_completion(
             CompletionRequest(
                 messages=recent_context(
@@ -346,18 +355,26 @@ class ConversationWorkflow:
                 opening=opening,
             ),
             settings.slm_task_queue,
+            time_left,
         )
         try:
             return await self._slm_call
         except ActivityError as error:
             if isinstance(error.cause, CancelledError) and self._cancel_asked:
                 raise TurnCancelled() from None
-            self._record(_ended(request, number, started, "failed", "", policy, Usage(), lease))
+            failure: OrchestratorError
+            if error.retry_state == RetryState.TIMEOUT:  # out of time, retries included
+                failure = TurnTimedOut(stream_events.timed_out(limit.total_seconds()))
+                kind = "turn_timeout"
+            else:
+                failure, kind = DependencyUnavailable(stream_events.SLM_FAILED), "slm_unavailable"
+            record = _ended(request, number, started, "failed", "", policy, Usage(), lease)
+            record.problem = failure.problem(request.trace_id)
+            self._record(record)
             if stream is not None:
-                await self._write_stream(stream, [stream_events.slm_failed(request.trace_id)])
-            raise ApplicationError(
-                stream_events.SLM_FAILED, type="slm_unavailable", non_retryable=True
-            ) from error
+                error_event = StreamEvent("error", record.problem)
+                await self._write_stream(stream, [error_event], opening)
+            raise ApplicationError(failure.detail, type=kind, non_retryable=True) from error
 
     async def _cancelled(
         self,
@@ -367,6 +384,7 @@ class ConversationWorkflow:
         verdict: Verdict,
         lease: Lease | None,
         stream: StreamTarget | None,
+        opening: list[StreamEvent],
     ) -> None:
         record = _ended(request, number, started, "cancelled", "", verdict, Usage(), lease)
         self._record(record)
@@ -375,7 +393,7 @@ class ConversationWorkflow:
             body = stream_events.record_body(
                 record, self.state.settings.session_id, info.workflow_id, info.run_id
             )
-            await self._write_stream(stream, [StreamEvent("turn.cancelled", body)])
+            await self._write_stream(stream, [StreamEvent("turn.cancelled", body)], opening)
 
     async def _output_verdict(self, completion: Completion) -> Verdict:
         # Histories from before the SLM activity checked its own output ran a second local

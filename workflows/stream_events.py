@@ -14,7 +14,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.moderation import Verdict
     from activities.turn_stream import StreamEvent
-    from core.errors import PROBLEM_TYPE_PREFIX
+    from core.errors import DependencyUnavailable
     from workflows.cloudevents import public_verdict
     from workflows.turns import TurnRecord, TurnResult
 
@@ -66,13 +66,12 @@ SLM_FAILED = "The language model did not answer; the turn failed. Retry in a mom
 
 def slm_failed(trace_id: str) -> StreamEvent:
     """The `error` event of a turn whose SLM call failed: the step route's 503 problem."""
-    code = "dependency_unavailable"
-    problem = {
-        "type": PROBLEM_TYPE_PREFIX + code,
-        "title": "A dependency is unavailable",
-        "status": 503,
-        "detail": SLM_FAILED,
-        "code": code,
-        "trace_id": trace_id,
-    }
-    return StreamEvent("error", problem)
+    return StreamEvent("error", DependencyUnavailable(SLM_FAILED).problem(trace_id))
+
+
+def timed_out(limit_seconds: float) -> str:
+    """Why a turn stopped at the session's time limit (the step route's 504, its event)."""
+    return (
+        f"The turn ran longer than its limit of {limit_seconds:g} s and was stopped. "
+        "Retry, or ask for a shorter reply."
+    )

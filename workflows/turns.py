@@ -73,6 +73,8 @@ class TurnRecord:
     #: A streamed turn's stream, and the id of its final event (replayed once it expired).
     stream_id: str = ""
     stream_final_id: str = ""
+    #: A failed turn: why, as the problem its stream's `error` event carries.
+    problem: dict[str, Any] | None = None
 
 
 @dataclass
@@ -113,6 +115,8 @@ class ConversationSettings:
     turns_per_run: int = 0
     #: How long a streamed turn's events stay readable after its latest one.
     stream_retention_seconds: int = 3600
+    #: A turn still running after this long (a stuck SLM call) is stopped and ends `failed`.
+    max_turn_seconds: float = 300.0
 
 
 @dataclass

@@ -65,6 +65,7 @@ def start_operation(settings: Settings, tenant: str, session_id: str) -> WithSta
         max_reply_tokens=settings.max_reply_tokens,
         turns_per_run=settings.conversation_turns_per_run,
         stream_retention_seconds=settings.stream_retention_seconds,
+        max_turn_seconds=settings.max_turn_seconds,
     )
     return WithStartWorkflowOperation(
         ConversationWorkflow.run,

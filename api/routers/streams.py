@@ -142,7 +142,8 @@ async def _send(source: _Source, clients: ClientsDep) -> AsyncIterator[ServerSen
 def _final_event(record: TurnRecord, view: ConversationView) -> ServerSentEvent:
     event_id = record.stream_final_id or f"{record.turn}-0"
     if record.status == "failed":
-        failure = stream_events.slm_failed(record.trace_id)
-        return ServerSentEvent(event="error", id=event_id, data=failure.data)
+        # Records from before failures were kept with the turn all had the SLM's.
+        problem = record.problem or stream_events.slm_failed(record.trace_id).data
+        return ServerSentEvent(event="error", id=event_id, data=problem)
     body = record_body(record, view.session_id, view.workflow_id, view.run_id)
     return ServerSentEvent(event=f"turn.{record.status}", id=event_id, data=body)
