@@ -135,7 +135,7 @@ class SlmActivities:
             stream_options={"include_usage": True},
         )
         reply = _CheckedReply(self._policy)
-        completion = Completion(text="", prompt_tokens=0, completion_tokens=0, finish_reason="stop")
+        completion = Completion(text="", prompt_tokens=0, completion_tokens=0, finish_reason="")
         try:
             async for chunk in chunks:
                 if chunk.usage is not None:
@@ -156,6 +156,10 @@ class SlmActivities:
                     break  # leaving the loop closes the request: the server stops generating
         finally:
             await chunks.close()  # also when cancelled
+        if not completion.finish_reason:
+            # A stream that ends without saying why was cut short: this attempt failed, and
+            # the retry retracts its text.
+            raise RuntimeError("the SLM server ended the stream without a finish reason")
         completion.text = "".join(reply.parts)
         completion.completion_tokens = completion.completion_tokens or len(reply.parts)
         return completion

@@ -176,6 +176,10 @@ def slm_argv(settings: Settings, ports: DevPorts) -> list[str]:
         str(ports.slm),
         "--n_ctx",
         "2048",
+        # By default this server cuts a streaming reply short (a bare `[DONE]`) as soon as
+        # another request waits for the model: concurrent turns would lose text silently.
+        "--interrupt_requests",
+        "false",
     ]
 
 

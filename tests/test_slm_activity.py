@@ -6,6 +6,7 @@ chosen for the check; the completion itself is real.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import uuid
@@ -82,3 +83,27 @@ async def test_a_streamed_reply_lands_token_by_token_and_a_retry_retracts_first(
     assert "".join(d["delta"] for e, d in events[retract:] if e == "token") == second.text
     retried = [d["index"] for e, d in events[retract:] if e == "token"]
     assert retried == list(range(len(retried))) and retried  # numbered afresh after retract
+
+
+async def test_concurrent_streams_each_run_to_their_end(settings: Settings, redis: Redis) -> None:
+    # The server takes one request at a time: the second waits, and must not cut the first
+    # short (an activity whose stream ends without a finish reason fails and is retried).
+    counting = CompletionRequest(
+        messages=[ChatMessage("user", "Count from one to fifty, in words.")], max_tokens=32
+    )
+    activities = SlmActivities(settings, load_policy(None), TurnStreams(redis))
+    requests = [
+        dataclasses.replace(
+            counting,
+            stream=StreamTarget(workflow_id=f"test:{uuid.uuid4().hex}", stream_id="s", turn=1),
+        )
+        for _ in range(2)
+    ]
+    try:
+        completions = await asyncio.gather(
+            *(ActivityEnvironment().run(activities.complete, request) for request in requests)
+        )
+    finally:
+        await activities.close()
+    for completion in completions:
+        assert completion.finish_reason in ("stop", "length") and completion.text.strip()
