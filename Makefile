@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev services test bench lint clean
+.PHONY: dev services test bench bench-ttft lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+bench-ttft: $(STAMP)
+	$(BIN)/python -m bench ttft
 
 lint: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[lint]'

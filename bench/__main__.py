@@ -1,11 +1,14 @@
-"""`python -m bench`: the conversation-turn benchmark; a report, so it exits 0 when a target is missed."""
+"""`python -m bench`: the conversation-turn benchmark; `python -m bench ttft`: time to first token.
+
+Each is a report, so it exits 0 when a target is missed.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
 
-from bench import turns
+from bench import ttft, turns
 
 
 def bounded(text: str) -> int:
@@ -22,7 +25,20 @@ def main() -> None:
     parser.add_argument(
         "--throughput-requests", type=bounded, default=40, help="throughput requests per path"
     )
+    benchmarks = parser.add_subparsers(dest="benchmark", help="instead of the turn benchmark")
+    first_token = benchmarks.add_parser(
+        "ttft", description=ttft.__doc__, help="time to first token, SSE route vs direct"
+    )
+    # SUPPRESS: without the option here, `--requests` before `ttft` counts.
+    first_token.add_argument(
+        "--requests", type=bounded, default=argparse.SUPPRESS, help="rounds (default 30)"
+    )
     args = parser.parse_args()
+    if args.benchmark == "ttft":
+        if (args.concurrency, args.throughput_requests) != (8, 40):
+            parser.error("--concurrency and --throughput-requests are not options of ttft")
+        ttft.report(asyncio.run(ttft.run(args.requests)))
+        return
     results = asyncio.run(turns.run(args.requests, args.concurrency, args.throughput_requests))
     turns.report(results)
 

@@ -4,7 +4,8 @@ A minimal workflow per request, started with update-with-start (as the API start
 session); its update runs one activity on a second task queue that sends the direct path's
 chat completion to the SLM server. No API, moderation, events or search attributes: its
 latency minus the SLM call is Temporal's own share of a turn, which the product's
-orchestration overhead can approach but not go under.
+orchestration overhead can approach but not go under. Asked for a stream, the activity
+notes when the first token came, the floor of a streamed turn's time to first token.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
+from bench.chat import first_token
+
 WORKFLOW_QUEUE = "bench-floor"
 ACTIVITY_QUEUE = "bench-floor-slm"
 
@@ -31,6 +34,8 @@ ACTIVITY_QUEUE = "bench-floor-slm"
 class Reply:
     completion_tokens: int
     slm_seconds: float
+    #: A streamed completion: when its first token came (`time.perf_counter`, this process).
+    first_token_at: float = 0.0
 
 
 class FloorActivities:
@@ -40,6 +45,9 @@ class FloorActivities:
     @activity.defn(name="bench.complete")
     async def complete(self, body: dict[str, Any]) -> Reply:
         started = time.perf_counter()
+        if body.get("stream"):
+            first, tokens = await first_token(self._http, self._chat_url, body)
+            return Reply(tokens, time.perf_counter() - started, first)
         response = await self._http.post(self._chat_url, json=body)
         response.raise_for_status()
         tokens = int(response.json()["usage"]["completion_tokens"])

@@ -21,25 +21,28 @@ import statistics
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 from temporalio.client import Client
 
 from bench import floor, phases
+from bench.chat import MAX_TOKENS, PROMPT, chat_body
 from core.tokens import mint_token
 from deploy.services import DevPorts
 from deploy.stack import EmbeddedStack
-from workflows.context import SYSTEM_PROMPT
 
-PROMPT = "Write a long story about a lighthouse keeper."
-MAX_TOKENS = 64
 WARM_UP = 3
 TIME_LIMIT_SECONDS = 15 * 60
 RESULTS = Path(__file__).parent / "results" / "turns.json"
+
+T = TypeVar("T")
+#: A target: its name, the measured value, the goal as text, and whether it was met.
+Target = tuple[str, float, str, bool]
 
 
 @dataclass(frozen=True)
@@ -67,15 +70,7 @@ class Paths:
         self._step_url = f"{urls['api_url']}/v1/conversation/step"
         self.chat_url = f"{urls['slm_base_url']}/chat/completions"
         self._auth = {"Authorization": f"Bearer {token}"}
-        self._chat = {
-            "model": stack.settings.slm_model,
-            "messages": [
-                {"role": "system", "content": SYSTEM_PROMPT},
-                {"role": "user", "content": PROMPT},
-            ],
-            "max_tokens": MAX_TOKENS,
-            "temperature": 0.7,
-        }
+        self._chat = chat_body(stack.settings.slm_model)
 
     async def api(self) -> Sample:
         body = {"session_id": f"bench-{uuid.uuid4().hex}", "message": PROMPT}
@@ -119,6 +114,19 @@ def spread(values: list[float], scale: float = 1000.0) -> dict[str, float]:
     return {f"p{int(q * 100)}": percentile(values, q) * scale for q in (0.5, 0.9, 0.99)}
 
 
+async def rotated(
+    calls: Mapping[str, Callable[[], Awaitable[T]]], rounds: int
+) -> dict[str, list[T]]:
+    """`rounds` of one request per path, the order rotating, so no path always goes first."""
+    samples: dict[str, list[T]] = {name: [] for name in calls}
+    order = list(calls)
+    for _ in range(rounds):
+        for name in order:
+            samples[name].append(await calls[name]())
+        order = order[1:] + order[:1]
+    return samples
+
+
 async def where_it_goes(temporal: Client, api: list[Sample]) -> dict[str, dict[str, float]]:
     """Per phase of the API turns (`bench.phases`), its spread in ms."""
     measured = [await phases.phases(temporal, s.trace) for s in api if s.trace is not None]
@@ -126,14 +134,9 @@ async def where_it_goes(temporal: Client, api: list[Sample]) -> dict[str, dict[s
 
 
 async def sequential(paths: Paths, rounds: int) -> dict[str, Any]:
-    """`rounds` of one request per path, the order rotating, so no path always goes first."""
+    """`rounds` of one request per path (`rotated`)."""
     calls = {"api": paths.api, "direct": paths.direct, "floor": paths.floor}
-    samples: dict[str, list[Sample]] = {name: [] for name in calls}
-    order = list(calls)
-    for _ in range(rounds):
-        for name in order:
-            samples[name].append(await calls[name]())
-        order = order[1:] + order[:1]
+    samples = await rotated(calls, rounds)
     api, direct = samples["api"], samples["direct"]
     matched = list(zip(api, direct, strict=True))
     # Per completion token, so a path that happened to write shorter replies gains nothing.
@@ -174,7 +177,7 @@ async def throughput(call: Callable[[], Awaitable[Sample]], count: int, concurre
 async def measure(
     stack: EmbeddedStack, requests: int, concurrency: int, count: int
 ) -> dict[str, Any]:
-    token = mint_token(stack.settings, tenant="bench", roles=["user"])
+    token = user_token(stack)
     settings = stack.settings
     temporal = await Client.connect(
         settings.temporal_address, namespace=settings.temporal_namespace
@@ -200,7 +203,11 @@ async def measure(
     return results
 
 
-def targets(results: dict[str, Any]) -> list[tuple[str, float, str, bool]]:
+def user_token(stack: EmbeddedStack) -> str:
+    return mint_token(stack.settings, tenant="bench", roles=["user"])
+
+
+def targets(results: dict[str, Any]) -> list[Target]:
     median, overhead = results["median_ratio"], results["overhead_ms"]
     ratio = results["throughput"]["ratio"]
     return [
@@ -232,27 +239,40 @@ def report(results: dict[str, Any]) -> None:
     print("\nAPI turn by phase (ms, from its workflow history; bench/phases.py)")
     for name, values in results["phases_ms"].items():
         print(f"  {name:32}" + "".join(f"{values[q]:>10.1f}" for q in ("p50", "p90", "p99")))
+    print_targets(targets(results), RESULTS)
+
+
+def print_targets(rows: list[Target], written_to: Path) -> None:
     print(f"\n{'target':34}{'value':>10}{'goal':>10}")
-    for name, value, goal, met in targets(results):
+    for name, value, goal, met in rows:
         print(f"{name:34}{value:>10.2f}{goal:>10}  {'MET' if met else 'MISSED'}")
-    print(f"\nwritten to {RESULTS}")
+    print(f"\nwritten to {written_to}")
 
 
-async def run(requests: int, concurrency: int, count: int) -> dict[str, Any]:
+@asynccontextmanager
+async def running_stack(name: str) -> AsyncIterator[EmbeddedStack]:
+    """The embedded stack on free ports in a new temporary data dir, within the time limit."""
     # The worker and the API inherit this environment: their replies stop at MAX_TOKENS too.
     os.environ["ORCH_MAX_REPLY_TOKENS"] = str(MAX_TOKENS)
-    data_dir = Path(tempfile.mkdtemp(prefix="bench-turns-"))
+    data_dir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
     stack = EmbeddedStack(data_dir, DevPorts.free())
     try:
         async with asyncio.timeout(TIME_LIMIT_SECONDS):
             await stack.start()
-            results = await measure(stack, requests, concurrency, count)
+            yield stack
     finally:
         await stack.stop()
     shutil.rmtree(data_dir)  # kept when the run fails: the service logs are in it
-    results["targets"] = {
-        name: {"value": v, "goal": g, "met": m} for name, v, g, m in targets(results)
-    }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
-    RESULTS.write_text(json.dumps(results, indent=2) + "\n")
+
+
+def write_results(path: Path, results: dict[str, Any], rows: list[Target]) -> None:
+    results["targets"] = {name: {"value": v, "goal": g, "met": m} for name, v, g, m in rows}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(results, indent=2) + "\n")
+
+
+async def run(requests: int, concurrency: int, count: int) -> dict[str, Any]:
+    async with running_stack("turns") as stack:
+        results = await measure(stack, requests, concurrency, count)
+    write_results(RESULTS, results, targets(results))
     return results
