@@ -8,7 +8,6 @@ that the main loop publishes in order, so a broker outage never fails or delays 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from temporalio import workflow
@@ -18,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.moderation import Verdict
     from activities.slm import Completion, CompletionRequest
     from activities.training_lock import Lease
-    from activities.turn_stream import AppendRequest, StreamEvent, StreamTarget
+    from activities.turn_stream import StreamEvent, StreamTarget
     from core.errors import DependencyUnavailable, OrchestratorError, TurnTimedOut
     from workflows import calls, lease_calls, outbox, stream_events
     from workflows.cloudevents import (
@@ -116,7 +115,7 @@ class ConversationWorkflow:
             key = request.idempotency_key
             if key and key in self.state.idempotency:
                 earlier = self.state.idempotency[key]
-                await self._replay_stream(request, earlier)
+                await stream_events.replay(self.state.turns, request, earlier, self._retention)
                 return earlier
             if self.state.status == "closed":
                 raise SessionClosed()
@@ -226,7 +225,7 @@ class ConversationWorkflow:
         started = workflow.now()
         self._touch()
         first_check, lease = await self._admit(request.message)
-        stream = self._stream_target(request, number)
+        stream = stream_events.target(request, number, self._retention)
         opened = stream_events.opening(
             self.state.settings.session_id, number, request.trace_id, first_check
         )
@@ -269,45 +268,10 @@ class ConversationWorkflow:
             timings=timings,
         )
         if stream is not None:
-            await self._write_stream(stream, stream_events.closing(result, opened))
-        return result
-
-    def _stream_target(self, request: TurnRequest, number: int) -> StreamTarget | None:
-        if not request.stream_id:
-            return None
-        return StreamTarget(
-            workflow_id=workflow.info().workflow_id,
-            stream_id=request.stream_id,
-            turn=number,
-            retention_seconds=self.state.settings.stream_retention_seconds,
-        )
-
-    async def _write_stream(
-        self, stream: StreamTarget, events: list[StreamEvent], opening: Sequence[StreamEvent] = ()
-    ) -> None:
-        """The turn's ending, in its stream; the id of the last event is kept with the turn.
-        `opening`: written first if the stream is still empty (the SLM call never started)."""
-        try:
-            ids = await calls.append_stream(AppendRequest(stream, events, list(opening)))
-        except ActivityError:
-            workflow.logger.warning("could not write the end of turn %s's stream", stream.turn)
-            return
-        for record in reversed(self.state.turns):
-            if record.turn == stream.turn and ids:
-                record.stream_id, record.stream_final_id = stream.stream_id, ids[-1]
-                break
-
-    async def _replay_stream(self, request: TurnRequest, earlier: TurnResult) -> None:
-        """A repeated Idempotency-Key on the stream route: the first result, as a stream."""
-        stream = self._stream_target(request, earlier.turn)
-        if stream is not None:
-            # Results kept before turns recorded their checks have only the final verdict.
-            first_check = earlier.checks[0] if earlier.checks else earlier.verdict
-            opened = stream_events.opening(
-                earlier.session_id, earlier.turn, earlier.trace_id, first_check
+            await stream_events.write(
+                self.state.turns, stream, stream_events.closing(result, opened)
             )
-            closing = stream_events.closing(earlier, [])
-            await self._write_stream(stream, [*opened, *closing[-1:]])
+        return result
 
     async def _admit(self, message: str) -> tuple[Verdict, Lease | None]:
         """The input check and, beside it in the same workflow task, the training lease."""
@@ -373,7 +337,7 @@ class ConversationWorkflow:
             self._record(record)
             if stream is not None:
                 error_event = StreamEvent("error", record.problem)
-                await self._write_stream(stream, [error_event], opening)
+                await stream_events.write(self.state.turns, stream, [error_event], opening)
             raise ApplicationError(failure.detail, type=kind, non_retryable=True) from error
 
     async def _cancelled(
@@ -393,7 +357,8 @@ class ConversationWorkflow:
             body = stream_events.record_body(
                 record, self.state.settings.session_id, info.workflow_id, info.run_id
             )
-            await self._write_stream(stream, [StreamEvent("turn.cancelled", body)], opening)
+            cancelled = [StreamEvent("turn.cancelled", body)]
+            await stream_events.write(self.state.turns, stream, cancelled, opening)
 
     async def _output_verdict(self, completion: Completion) -> Verdict:
         # Histories from before the SLM activity checked its own output ran a second local
@@ -486,6 +451,10 @@ class ConversationWorkflow:
         state.idempotency = {key: state.idempotency[key] for key in keys}
         state.run_started_at_turn = state.turn_count
         return state
+
+    @property
+    def _retention(self) -> int:
+        return self.state.settings.stream_retention_seconds
 
     def _touch(self) -> None:
         self.state.last_activity = workflow.now().isoformat()

@@ -1,22 +1,28 @@
 """The events of a streamed turn (CONTRACT section 4), as the workflow writes them.
 
 The SLM activity writes the opening (`turn.accepted`, `verdict`) and the `token`s; the
-workflow writes how the turn ended. The step response body is built here once, for the
-`turn.completed` event and for the API's answer alike.
+workflow writes how the turn ended (and the opening, if the SLM call never started it).
+The step response body is built here once, for the `turn.completed` event and for the
+API's answer alike.
+
+Workflow code: `target`, `write` and `replay` are called from the conversation workflow.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities.moderation import Verdict
-    from activities.turn_stream import StreamEvent
+    from activities.turn_stream import AppendRequest, StreamEvent, StreamTarget
     from core.errors import DependencyUnavailable
+    from workflows import calls
     from workflows.cloudevents import public_verdict
-    from workflows.turns import TurnRecord, TurnResult
+    from workflows.turns import TurnRecord, TurnRequest, TurnResult
 
 
 def step_body(result: TurnResult) -> dict[str, Any]:
@@ -75,3 +81,46 @@ def timed_out(limit_seconds: float) -> str:
         f"The turn ran longer than its limit of {limit_seconds:g} s and was stopped. "
         "Retry, or ask for a shorter reply."
     )
+
+
+def target(request: TurnRequest, turn: int, retention_seconds: int) -> StreamTarget | None:
+    """Where a streamed turn's events go; None for a turn that is not streamed."""
+    if not request.stream_id:
+        return None
+    return StreamTarget(
+        workflow_id=workflow.info().workflow_id,
+        stream_id=request.stream_id,
+        turn=turn,
+        retention_seconds=retention_seconds,
+    )
+
+
+async def write(
+    turns: list[TurnRecord],
+    stream: StreamTarget,
+    events: list[StreamEvent],
+    opening: Sequence[StreamEvent] = (),
+) -> None:
+    """The turn's ending, in its stream; the id of its last event is kept with its record in
+    `turns`. `opening`: written first if the stream is still empty (no SLM call started it)."""
+    try:
+        ids = await calls.append_stream(AppendRequest(stream, events, list(opening)))
+    except ActivityError:
+        workflow.logger.warning("could not write the end of turn %s's stream", stream.turn)
+        return
+    for record in reversed(turns):
+        if record.turn == stream.turn and ids:
+            record.stream_id, record.stream_final_id = stream.stream_id, ids[-1]
+            break
+
+
+async def replay(
+    turns: list[TurnRecord], request: TurnRequest, earlier: TurnResult, retention_seconds: int
+) -> None:
+    """A repeated Idempotency-Key on the stream route: the first result, as a new stream."""
+    stream = target(request, earlier.turn, retention_seconds)
+    if stream is not None:
+        # Results kept before turns recorded their checks have only the final verdict.
+        first_check = earlier.checks[0] if earlier.checks else earlier.verdict
+        opened = opening(earlier.session_id, earlier.turn, earlier.trace_id, first_check)
+        await write(turns, stream, closing(earlier, [])[-1:], opened)
