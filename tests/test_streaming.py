@@ -197,3 +197,25 @@ async def test_a_repeated_idempotency_key_streams_the_first_result_again(
     assert [e.event for e in again] == ["turn.accepted", "verdict", "turn.completed"]
     assert again[-1].data["turn"] == first[-1].data["turn"] == 1
     assert again[-1].data["reply"] == first[-1].data["reply"] == text(first)
+
+
+async def test_a_reader_that_reads_nothing_does_not_hold_the_turn_back(
+    api: httpx.AsyncClient, token: Callable[..., str]
+) -> None:
+    session = _session()
+    body = {"session_id": session, "message": "Write a short poem about the sea."}
+    async with api.stream(
+        "POST", "/v1/conversation/stream", json=body, headers=_user(token)
+    ) as response:
+        # Not one event read: the turn still runs to its end (the Redis Stream is the buffer).
+        async with asyncio.timeout(90):
+            while True:
+                view = await api.get(f"/v1/conversation/{session}", headers=_user(token))
+                turns = view.json().get("turns", []) if view.status_code == 200 else []
+                if turns and turns[0]["status"] == "completed":
+                    break
+                await asyncio.sleep(0.2)
+        received = [event async for event in events(response)]
+    assert received[-1].event == "turn.completed"
+    assert text(received) == turns[0]["reply"] == received[-1].data["reply"]
+    ids_in_order(received, 1)
