@@ -328,7 +328,7 @@ class ConversationWorkflow:
                 raise TurnCancelled() from None
             failure: OrchestratorError
             if error.retry_state == RetryState.TIMEOUT:  # out of time, retries included
-                failure = TurnTimedOut(stream_events.timed_out(limit.total_seconds()))
+                failure = TurnTimedOut(stream_events.time_limit_detail(limit.total_seconds()))
                 kind = "turn_timeout"
             else:
                 failure, kind = DependencyUnavailable(stream_events.SLM_FAILED), "slm_unavailable"

@@ -75,7 +75,7 @@ def slm_failed(trace_id: str) -> StreamEvent:
     return StreamEvent("error", DependencyUnavailable(SLM_FAILED).problem(trace_id))
 
 
-def timed_out(limit_seconds: float) -> str:
+def time_limit_detail(limit_seconds: float) -> str:
     """Why a turn stopped at the session's time limit (the step route's 504, its event)."""
     return (
         f"The turn ran longer than its limit of {limit_seconds:g} s and was stopped. "
