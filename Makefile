@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev services test bench bench-ttft lint clean
+.PHONY: dev services test bench bench-ttft bench-moderation lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ bench: $(STAMP)
 
 bench-ttft: $(STAMP)
 	$(BIN)/python -m bench ttft
+
+bench-moderation: $(STAMP)
+	$(BIN)/python -m bench moderation
 
 lint: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[lint]'

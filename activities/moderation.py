@@ -1,18 +1,26 @@
-"""Moderation: check one text against the policy, at one stage.
+"""Moderation: check one text against the policy, at one stage, through its layers.
 
-`moderate` is the check itself. The input check runs as the `moderation.check` local
-activity: it is fast, needs no other system, stays inside the workflow task, and its verdict
-is recorded in history, so the rules can change without breaking replay. The output check
-runs inside the SLM activity, where the text is produced (one workflow round trip less).
+`Moderator.check` is the check itself: the built-in engine (normalisation, rules, the
+classifier) on a worker thread, so a check never holds up the worker's event loop, then each
+guard model the policy configures for the stage. The first layer that refuses decides, and
+the verdict names it (`provider`), with its `score` and `category`.
+
+The input check runs as the `moderation.check` local activity: it stays inside the workflow
+task, and its verdict is recorded in history, so the engine can change without breaking
+replay. The output check runs inside the SLM activity, where the text is produced.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from temporalio import activity
 
+from activities.guard_model import GuardModels
+from core.moderation.engine import Engine, Finding
 from core.policy import Policy
 
 
@@ -20,6 +28,8 @@ from core.policy import Policy
 class ModerationRequest:
     text: str
     stage: str  # "input" or "output"
+    #: The session's recent user turns, oldest first, read together with `text`.
+    context: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -33,27 +43,64 @@ class Verdict:
     message: str = ""
     checked_stage: str = ""
     duration_seconds: float = 0.0
+    #: The layer that refused (`rules`, `classifier`, `guard:<name>`); None when allowed.
+    provider: str | None = None
+    #: Its score: 1.0 for a rule, the classifier's score, None for a guard model.
+    score: float | None = None
 
 
-def moderate(policy: Policy, text: str, stage: str) -> Verdict:
-    started = time.perf_counter()
-    match = policy.first_match(text)
+def verdict_of(policy: Policy, finding: Finding | None, stage: str, seconds: float) -> Verdict:
     return Verdict(
-        decision="refuse" if match else "allow",
-        stage=stage if match else None,
-        category=match.category if match else None,
+        decision="refuse" if finding else "allow",
+        stage=stage if finding else None,
+        category=finding.category if finding else None,
         policy_version=policy.version,
         constitution_hash=policy.constitution_hash,
-        message=match.message if match else "",
+        message=policy.message(finding.category) if finding else "",
         checked_stage=stage,
-        duration_seconds=time.perf_counter() - started,
+        duration_seconds=seconds,
+        provider=finding.provider if finding else None,
+        score=finding.score if finding else None,
     )
 
 
+class Moderator:
+    """The policy's layers, built in and remote, for both stages."""
+
+    def __init__(self, engine: Engine, guards: GuardModels | None = None) -> None:
+        self.engine = engine
+        self.policy = engine.policy
+        self._guards = guards or GuardModels(engine.policy)
+
+    @classmethod
+    def load(cls, policy: Policy, threads: int = 2) -> Moderator:
+        """Every layer `policy` asks for (the classifier loaded from its wheel)."""
+        return cls(Engine.load(policy, threads))
+
+    async def check(self, text: str, stage: str, context: Sequence[str] = ()) -> Verdict:
+        started = time.perf_counter()
+        outcome = await asyncio.to_thread(self.engine.check, text, stage, context)
+        finding = outcome.finding or await self._guards.check(text, stage, context)
+        return verdict_of(self.policy, finding, stage, time.perf_counter() - started)
+
+    def check_window(self, text: str) -> Verdict | None:
+        """The cheap layers on a window of a growing reply: the refusal, if refused."""
+        finding = self.engine.check_rules(text)
+        return verdict_of(self.policy, finding, "output", 0.0) if finding else None
+
+    async def check_sentence(self, text: str) -> Verdict | None:
+        """The built-in layers on a window that ends a sentence: the refusal, if refused."""
+        outcome = await asyncio.to_thread(self.engine.check, text, "output")
+        return verdict_of(self.policy, outcome.finding, "output", 0.0) if outcome.finding else None
+
+    async def close(self) -> None:
+        await self._guards.close()
+
+
 class ModerationActivities:
-    def __init__(self, policy: Policy) -> None:
-        self._policy = policy
+    def __init__(self, moderator: Moderator) -> None:
+        self._moderator = moderator
 
     @activity.defn(name="moderation.check")
     async def check(self, request: ModerationRequest) -> Verdict:
-        return moderate(self._policy, request.text, request.stage)
+        return await self._moderator.check(request.text, request.stage, request.context)

@@ -11,15 +11,19 @@ A retried attempt first appends `retract`, so a reader discards the earlier atte
 
 While it streams, the output is checked on windows of the growing text: each time the text
 has grown by `WINDOW_STEP_CHARS`, the last `WINDOW_CHARS` characters, up to and including
-the newest delta, are checked before that delta is appended. A refused window stops the
-call at once (its last delta is never sent); the workflow then writes `retract` and
-`turn.refused`. So a client sees at most one step of refused text before the `retract`.
-The whole reply is still checked once complete, so nothing wider than a window slips by.
+the newest delta, go through the cheap layers (normalisation and rules) before that delta is
+appended; where a sentence ends, at least `SENTENCE_STEP_CHARS` after the last such check,
+the window goes through the classifier too. A refused window stops the call at once (its
+last delta is never sent); the workflow then writes `retract` and `turn.refused`. So a
+client sees at most one step of text a rule refuses, or one sentence the classifier
+refuses, before the `retract`. The whole reply is still checked once complete, through
+every layer (guard models included), so nothing wider than a window slips by.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from dataclasses import dataclass, field
 from typing import cast
@@ -28,9 +32,8 @@ from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
 from temporalio import activity
 
-from activities.moderation import Verdict, moderate
+from activities.moderation import Moderator, Verdict
 from activities.turn_stream import StreamEvent, StreamTarget, TurnStreams
-from core.policy import Policy
 from core.settings import Settings
 
 #: Often enough that a cancellation reaches the call within a second (the SLM worker sends
@@ -42,6 +45,10 @@ WINDOW_STEP_CHARS = 32
 #: The text each check reads: far wider than a step plus any rule of the bundled policy
 #: (their gaps are at most 40 characters), so a phrase split across steps is still caught.
 WINDOW_CHARS = 512
+#: The classifier reads a window where a sentence ends, at most once per this much growth:
+#: one read costs a few milliseconds of worker CPU (on a thread, off the event loop).
+SENTENCE_STEP_CHARS = 96
+_SENTENCE_END = re.compile(r"[.!?;:\n]")
 
 
 @dataclass
@@ -74,8 +81,8 @@ class Completion:
 
 
 class SlmActivities:
-    def __init__(self, settings: Settings, policy: Policy, streams: TurnStreams) -> None:
-        self._policy = policy
+    def __init__(self, settings: Settings, moderator: Moderator, streams: TurnStreams) -> None:
+        self._moderator = moderator
         self._model = settings.slm_model
         self._streams = streams
         self._client = AsyncOpenAI(
@@ -101,7 +108,8 @@ class SlmActivities:
             heartbeats.cancel()
         completion.duration_seconds = time.perf_counter() - started
         if completion.verdict is None:  # a refused window already decided
-            completion.verdict = moderate(self._policy, completion.text, "output")
+            asked = [m.content for m in request.messages if m.role == "user"][-1:]
+            completion.verdict = await self._moderator.check(completion.text, "output", asked)
         return completion
 
     async def _whole(self, request: CompletionRequest) -> Completion:
@@ -134,7 +142,7 @@ class SlmActivities:
             stream=True,
             stream_options={"include_usage": True},
         )
-        reply = _CheckedReply(self._policy)
+        reply = _CheckedReply(self._moderator)
         completion = Completion(text="", prompt_tokens=0, completion_tokens=0, finish_reason="")
         try:
             async for chunk in chunks:
@@ -146,7 +154,7 @@ class SlmActivities:
                     delta = choice.delta.content
                     if not delta:
                         continue
-                    completion.verdict = reply.add(delta)
+                    completion.verdict = await reply.add(delta)
                     if completion.verdict is not None:
                         completion.finish_reason = "content_filter"
                         break
@@ -173,21 +181,27 @@ class SlmActivities:
 class _CheckedReply:
     """A streamed reply as it grows, checked on windows (see the module's docstring)."""
 
-    def __init__(self, policy: Policy) -> None:
-        self._policy = policy
+    def __init__(self, moderator: Moderator) -> None:
+        self._moderator = moderator
         self.parts: list[str] = []
         self._text = ""
         self._checked = 0  # how much of the text a window check has read
+        self._classified = 0  # ... and the classifier
+        self._classify = moderator.engine.classifies("output")
 
-    def add(self, delta: str) -> Verdict | None:
+    async def add(self, delta: str) -> Verdict | None:
         """Take the next delta; the refusal of the window it completes, if refused."""
         self.parts.append(delta)
         self._text += delta
+        window = self._text[-WINDOW_CHARS:]
+        grown = len(self._text) - self._classified
+        if self._classify and _SENTENCE_END.search(delta) and grown >= SENTENCE_STEP_CHARS:
+            self._checked = self._classified = len(self._text)
+            return await self._moderator.check_sentence(window)
         if len(self._text) - self._checked < WINDOW_STEP_CHARS:
             return None
         self._checked = len(self._text)
-        verdict = moderate(self._policy, self._text[-WINDOW_CHARS:], "output")
-        return verdict if verdict.decision == "refuse" else None
+        return self._moderator.check_window(window)
 
 
 def _messages(request: CompletionRequest) -> list[ChatCompletionMessageParam]:

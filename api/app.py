@@ -39,6 +39,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.state.settings = settings
     policy = load_policy(settings.policy_file)
+    app.state.policy = policy
     # Built eagerly: a missing or unreadable key must stop start-up, not fail the first call.
     app.state.verifier = TokenVerifier(settings)
     install_handlers(app)

@@ -8,6 +8,7 @@ from fastapi import Depends, Header, Request
 
 from api.auth import Principal, TokenVerifier
 from core.clients import Clients
+from core.policy import Policy
 from core.policy_registry import ActivePolicy
 from core.settings import Settings
 from core.telemetry import tenant_var
@@ -21,6 +22,12 @@ async def _settings(request: Request) -> Settings:
 async def _clients(request: Request) -> Clients:
     clients: Clients = request.app.state.clients
     return clients
+
+
+async def _policy(request: Request) -> Policy:
+    """The policy file this process loaded: what it redacts before a message is stored."""
+    policy: Policy = request.app.state.policy
+    return policy
 
 
 async def _active_policy(request: Request) -> dict[str, str]:
@@ -50,6 +57,7 @@ async def _admin(principal: Annotated[Principal, Depends(_principal)]) -> Princi
 
 SettingsDep = Annotated[Settings, Depends(_settings)]
 ClientsDep = Annotated[Clients, Depends(_clients)]
+PolicyDep = Annotated[Policy, Depends(_policy)]
 ActivePolicyDep = Annotated[dict[str, str], Depends(_active_policy)]
 UserPrincipal = Annotated[Principal, Depends(_user)]
 AdminPrincipal = Annotated[Principal, Depends(_admin)]

@@ -44,8 +44,9 @@ TURN_DURATION = Histogram(
 )
 MODERATION_VERDICTS = Counter(
     "orchestrator_moderation_verdicts_total",
-    "Moderation checks by stage, category (none when allowed) and decision.",
-    ["stage", "category", "decision"],
+    "Moderation checks by stage, category (none when allowed), decision and the layer that "
+    "refused (rules, classifier, guard:<name>; none when allowed).",
+    ["stage", "category", "decision", "provider"],
 )
 SLM_TIME_TO_FIRST_TOKEN = Histogram(
     "orchestrator_slm_time_to_first_token_seconds",

@@ -43,6 +43,12 @@ class VerdictOut(BaseModel):
     category: str | None
     policy_version: str
     constitution_hash: str
+    provider: str | None = Field(
+        default=None, description="the layer that refused: rules, classifier or guard:<name>"
+    )
+    score: float | None = Field(
+        default=None, description="its score: 1.0 for a rule, the classifier's, null for a guard"
+    )
 
     @classmethod
     def of(cls, verdict: Verdict) -> VerdictOut:
@@ -52,6 +58,8 @@ class VerdictOut(BaseModel):
             category=verdict.category,
             policy_version=verdict.policy_version,
             constitution_hash=verdict.constitution_hash,
+            provider=verdict.provider,
+            score=verdict.score,
         )
 
 

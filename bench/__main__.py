@@ -1,4 +1,5 @@
-"""`python -m bench`: the conversation-turn benchmark; `python -m bench ttft`: time to first token.
+"""`python -m bench`: the conversation-turn benchmark; `python -m bench ttft`: time to first
+token; `python -m bench moderation`: the moderation policy on its held-out set.
 
 Each is a report, so it exits 0 when a target is missed.
 """
@@ -9,6 +10,7 @@ import argparse
 import asyncio
 
 from bench import ttft, turns
+from bench.moderation import evaluate
 
 
 def bounded(text: str) -> int:
@@ -33,7 +35,13 @@ def main() -> None:
     first_token.add_argument(
         "--requests", type=bounded, default=argparse.SUPPRESS, help="rounds (default 30)"
     )
+    benchmarks.add_parser(
+        "moderation", description=evaluate.__doc__, help="moderation recall, false refusals, cost"
+    )
     args = parser.parse_args()
+    if args.benchmark == "moderation":
+        evaluate.report(evaluate.run())
+        return
     if args.benchmark == "ttft":
         if (args.concurrency, args.throughput_requests) != (8, 40):
             parser.error("--concurrency and --throughput-requests are not options of ttft")

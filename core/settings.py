@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     auth_algorithms: tuple[str, ...] = ("ES256", "RS256")
 
     policy_file: Path | None = None
+    #: Threads one moderation classifier check may use (ONNX Runtime's intra-op threads).
+    moderation_threads: int = Field(default=2, ge=1, le=32)
 
     conversation_idle_timeout_seconds: float = Field(default=86400.0, gt=0)
     #: Recent turns sent to the SLM as context, bounded by this many (estimated) tokens.

@@ -110,6 +110,8 @@ async def test_refused_input_never_reaches_the_slm(
         "category": "weapons",
         "policy_version": body["verdict"]["policy_version"],
         "constitution_hash": body["verdict"]["constitution_hash"],
+        "provider": "rules",
+        "score": 1.0,
     }
     assert body["reply"] == "I can't help with making or modifying weapons or explosives."
     assert body["usage"] == {"prompt_tokens": 0, "completion_tokens": 0}
@@ -293,8 +295,8 @@ async def test_turn_metrics_are_exposed(
         'orchestrator_requests_total{decision="refused",route="/v1/conversation/step"}' in metrics
     )
     assert (
-        'orchestrator_moderation_verdicts_total{category="weapons",decision="refuse",stage="input"}'
-        in metrics
+        'orchestrator_moderation_verdicts_total{category="weapons",decision="refuse",'
+        'provider="rules",stage="input"}' in metrics
     )
     assert 'orchestrator_turn_duration_seconds_count{stage="total"}' in metrics
     async with httpx.AsyncClient() as http:

@@ -15,7 +15,14 @@ from pathlib import Path
 from redis.asyncio import Redis
 from temporalio.testing import ActivityEnvironment
 
-from activities.slm import ChatMessage, CompletionRequest, SlmActivities
+from activities.moderation import Moderator
+from activities.slm import (
+    SENTENCE_STEP_CHARS,
+    WINDOW_CHARS,
+    ChatMessage,
+    CompletionRequest,
+    SlmActivities,
+)
 from activities.turn_stream import StreamEvent, StreamTarget, TurnStreams, stream_key
 from core.policy import load_policy
 from core.settings import Settings
@@ -27,7 +34,7 @@ async def test_the_reply_comes_back_with_its_output_verdict(
     settings: Settings, redis: Redis
 ) -> None:
     policy = load_policy(None)
-    activities = SlmActivities(settings, policy, TurnStreams(redis))
+    activities = SlmActivities(settings, Moderator.load(policy), TurnStreams(redis))
     try:
         completion = await ActivityEnvironment().run(activities.complete, QUESTION)
     finally:
@@ -47,7 +54,7 @@ async def test_a_reply_the_policy_refuses_is_marked_refused_at_output(
     document["categories"]["pii"]["rules"].append("[a-z]")
     path = tmp_path / "strict.json"
     path.write_text(json.dumps(document))
-    activities = SlmActivities(settings, load_policy(path), TurnStreams(redis))
+    activities = SlmActivities(settings, Moderator.load(load_policy(path)), TurnStreams(redis))
     try:
         completion = await ActivityEnvironment().run(activities.complete, QUESTION)
     finally:
@@ -64,7 +71,7 @@ async def test_a_streamed_reply_lands_token_by_token_and_a_retry_retracts_first(
     target = StreamTarget(workflow_id=f"test:{uuid.uuid4().hex}", stream_id="s", turn=3)
     opening = [StreamEvent("turn.accepted", {"turn": 3})]
     request = dataclasses.replace(QUESTION, max_tokens=16, stream=target, opening=opening)
-    activities = SlmActivities(settings, load_policy(None), TurnStreams(redis))
+    activities = SlmActivities(settings, Moderator.load(load_policy(None)), TurnStreams(redis))
     environment = ActivityEnvironment()
     try:
         first = await environment.run(activities.complete, request)
@@ -91,7 +98,7 @@ async def test_concurrent_streams_each_run_to_their_end(settings: Settings, redi
     counting = CompletionRequest(
         messages=[ChatMessage("user", "Count from one to fifty, in words.")], max_tokens=32
     )
-    activities = SlmActivities(settings, load_policy(None), TurnStreams(redis))
+    activities = SlmActivities(settings, Moderator.load(load_policy(None)), TurnStreams(redis))
     requests = [
         dataclasses.replace(
             counting,
@@ -107,3 +114,32 @@ async def test_concurrent_streams_each_run_to_their_end(settings: Settings, redi
         await activities.close()
     for completion in completions:
         assert completion.finish_reason in ("stop", "length") and completion.text.strip()
+
+
+async def test_the_classifier_reads_a_streamed_reply_where_sentences_end(
+    settings: Settings, redis: Redis, tmp_path: Path
+) -> None:
+    # The bundled policy with the classifier on replies too, and a `hate` threshold any text
+    # reaches: the first sentence end past SENTENCE_STEP_CHARS refuses, mid-stream.
+    document = json.loads(load_policy(None).document.model_dump_json())
+    document["classifier"]["stages"] = ["input", "output"]
+    document["categories"]["hate"]["threshold"] = 0.000001
+    path = tmp_path / "classified-output.json"
+    path.write_text(json.dumps(document))
+    target = StreamTarget(workflow_id=f"test:{uuid.uuid4().hex}", stream_id="s", turn=1)
+    story = CompletionRequest(
+        messages=[ChatMessage("user", "Write a long story about a lighthouse keeper.")],
+        max_tokens=200,
+        stream=target,
+    )
+    activities = SlmActivities(settings, Moderator.load(load_policy(path)), TurnStreams(redis))
+    try:
+        completion = await ActivityEnvironment().run(activities.complete, story)
+    finally:
+        await activities.close()
+    assert completion.verdict is not None and completion.finish_reason == "content_filter"
+    assert (completion.verdict.provider, completion.verdict.stage) == ("classifier", "output")
+    assert SENTENCE_STEP_CHARS <= len(completion.text) < SENTENCE_STEP_CHARS + WINDOW_CHARS
+    entries = await redis.xrange(stream_key(target.workflow_id, target.stream_id))
+    sent = "".join(json.loads(e["data"])["delta"] for _, e in entries if e["event"] == "token")
+    assert len(sent) < len(completion.text), "the delta that completed the sentence was held back"

@@ -18,6 +18,7 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
+from activities.moderation import Moderator
 from activities.slm import WINDOW_STEP_CHARS, SlmActivities
 from activities.turn_stream import TurnStreams
 from core.policy import load_policy
@@ -60,7 +61,7 @@ async def test_a_refused_window_retracts_what_was_sent_then_refuses(
     strict.write_text(json.dumps(document))
     refusal = document["categories"]["pii"]["message"]
     queue, session = f"strict-slm-{uuid.uuid4().hex}", f"window-{uuid.uuid4().hex[:10]}"
-    slm = SlmActivities(settings, load_policy(strict), TurnStreams(redis))
+    slm = SlmActivities(settings, Moderator.load(load_policy(strict)), TurnStreams(redis))
     try:
         async with Worker(
             temporal,

@@ -22,13 +22,14 @@ from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
 from activities.events import EventPublisher
-from activities.moderation import ModerationActivities
+from activities.moderation import ModerationActivities, Moderator
 from activities.slm import SlmActivities
 from activities.training_lock import TrainingLock
 from activities.turn_stream import TurnStreams
 from core import policy_registry
 from core.clients import open_redis
 from core.errors import DependencyUnavailable
+from core.moderation.engine import Engine
 from core.policy import load_policy
 from core.settings import ConfigurationError, Settings
 from core.telemetry import configure_tracing
@@ -44,6 +45,10 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
     if queue is not None and queue not in queues:
         raise ConfigurationError(f"--queue: expected one of {queues}, got {queue!r}")
     policy = load_policy(settings.policy_file)
+    try:
+        engine = Engine.load(policy, settings.moderation_threads)
+    except ValueError as error:
+        raise ConfigurationError(f"ORCH_POLICY_FILE: {error}") from None
     configure_tracing("orchestrator-worker")
     # The SDK's context goes into a `temporal_workflow` / `temporal_activity` field of each
     # JSON line; repeating it inside the message only makes the message unreadable.
@@ -72,12 +77,14 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
         redis = open_redis(settings)
         resources.push_async_callback(redis.aclose)
         streams = TurnStreams(redis)
+        moderator = Moderator(engine)
+        resources.push_async_callback(moderator.close)
         if queue in (None, settings.task_queue):
             publishing = asyncio.create_task(policy_registry.publish_until_done(redis, policy))
             resources.callback(publishing.cancel)
             publisher = EventPublisher(settings, runtime.metric_meter)
             resources.push_async_callback(publisher.close)
-            moderation = ModerationActivities(policy)
+            moderation = ModerationActivities(moderator)
             lock = TrainingLock(redis, runtime.metric_meter)
             workers.append(
                 _worker(
@@ -96,7 +103,7 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
                 )
             )
         if queue in (None, settings.slm_task_queue):
-            slm = SlmActivities(settings, policy, streams)
+            slm = SlmActivities(settings, moderator, streams)
             resources.push_async_callback(slm.close)
             workers.append(
                 _worker(

@@ -29,13 +29,15 @@ def event_id(workflow_id: str, kind: str, sequence: int) -> str:
 
 
 def public_verdict(verdict: Verdict) -> dict[str, Any]:
-    """The verdict as CONTRACT section 4 shows it (no internal fields)."""
+    """The verdict as clients see it: no internal fields, and the layer that refused."""
     return {
         "decision": verdict.decision,
         "stage": verdict.stage,
         "category": verdict.category,
         "policy_version": verdict.policy_version,
         "constitution_hash": verdict.constitution_hash,
+        "provider": verdict.provider,
+        "score": verdict.score,
     }
 
 

@@ -1,7 +1,8 @@
 """ConversationWorkflow: one per session (`conversation:<tenant>:<session_id>`).
 
-A turn arrives as the `step` update (the first one starts the workflow: update-with-start).
-Turns run one at a time in arrival order under a workflow lock. Events go to an outbox
+A turn arrives as the `step` update (the first one starts the workflow: update-with-start)
+and runs as a `Turn` (workflows/turn.py), one at a time in arrival order under a workflow
+lock; the session keeps each turn's record, its event and its search attributes. Events go to an outbox
 that the main loop publishes in order, so a broker outage never fails or delays a turn.
 """
 
@@ -11,15 +12,11 @@ import asyncio
 from datetime import datetime, timedelta
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, RetryState
+from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from activities.moderation import Verdict
-    from activities.slm import Completion, CompletionRequest
-    from activities.training_lock import Lease
-    from activities.turn_stream import StreamEvent, StreamTarget
-    from core.errors import DependencyUnavailable, OrchestratorError, TurnTimedOut
-    from workflows import calls, lease_calls, outbox, stream_events
+    from workflows import calls, outbox, stream_events
     from workflows.cloudevents import (
         closed_data,
         conversation_event,
@@ -27,14 +24,13 @@ with workflow.unsafe.imports_passed_through():
         feedback_data,
         turn_data,
     )
-    from workflows.context import recent_context
     from workflows.search_attributes import (
         LAST_VERDICT,
         POLICY_VERSION,
         TRAINING_MODE,
         TURN_COUNT,
     )
-    from workflows.timestamps import iso
+    from workflows.turn import Turn
     from workflows.turns import (
         CancelRequest,
         CloseRequest,
@@ -45,22 +41,12 @@ with workflow.unsafe.imports_passed_through():
         TurnRecord,
         TurnRequest,
         TurnResult,
-        Usage,
     )
-
-#: workflow.patched id: the SLM activity returns the output verdict with the reply.
-OUTPUT_CHECKED_BY_SLM = "output-checked-by-slm"
-#: workflow.patched id: each turn reads the tenant's training lease beside the input check.
-TRAINING_LEASE_READ = "training-lease-read"
 
 #: What continue-as-new carries: enough to answer the transcript and replays, small enough
 #: to stay far below Temporal's payload limits.
 CARRIED_TURNS = 100
 CARRIED_IDEMPOTENCY_KEYS = 256
-
-
-class TurnCancelled(Exception):
-    """The running turn was cancelled (by the `cancel` update); it ends `cancelled`."""
 
 
 class SessionClosed(ApplicationError):
@@ -79,10 +65,8 @@ class ConversationWorkflow:
     def __init__(self, state: ConversationState) -> None:
         self.state = state
         self._lock = asyncio.Lock()
-        #: The turn in progress (0: none), its SLM call, and whether its cancel was asked.
-        self._running = 0
-        self._slm_call: workflow.ActivityHandle[Completion] | None = None
-        self._cancel_asked = False
+        #: The turn in progress, if any.
+        self._current: Turn | None = None
         if not state.last_activity:
             state.last_activity = workflow.now().isoformat()
 
@@ -142,9 +126,8 @@ class ConversationWorkflow:
     @workflow.update
     async def cancel(self, request: CancelRequest) -> TurnRecord:
         """Stop the running turn, its SLM call too; answers once the turn ended `cancelled`."""
-        self._cancel_asked = True
-        if self._slm_call is not None:
-            self._slm_call.cancel()
+        if self._current is not None:
+            self._current.cancel()
         await workflow.wait_condition(lambda: self._running != request.turn)
         # `cancelled`, or how it ended if it ended first.
         ended = next((t for t in reversed(self.state.turns) if t.turn == request.turn), None)
@@ -156,14 +139,23 @@ class ConversationWorkflow:
             )
         return ended
 
+    @property
+    def _running(self) -> int:
+        return self._current.number if self._current is not None else 0
+
     @cancel.validator
     def _validate_cancel(self, request: CancelRequest) -> None:
-        if request.turn == self._running and not self._cancel_asked:
-            return
-        if request.turn == self._running or 1 <= request.turn <= self.state.turn_count:
-            state = "is being cancelled" if request.turn == self._running else "already ended"
+        if self._current is not None and request.turn == self._current.number:
+            if not self._current.cancel_asked:
+                return
             raise ApplicationError(
-                f"Turn {request.turn} is not running: it {state}.",
+                f"Turn {request.turn} is not running: it is being cancelled.",
+                type="turn_not_running",
+                non_retryable=True,
+            )
+        if 1 <= request.turn <= self.state.turn_count:
+            raise ApplicationError(
+                f"Turn {request.turn} is not running: it already ended.",
                 type="turn_not_running",
                 non_retryable=True,
             )
@@ -215,158 +207,12 @@ class ConversationWorkflow:
 
     async def _turn(self, request: TurnRequest) -> TurnResult:
         self.state.turn_count += 1
-        number = self._running = self.state.turn_count
-        try:
-            return await self._run_turn(request, number)
-        finally:
-            self._running, self._slm_call, self._cancel_asked = 0, None, False
-
-    async def _run_turn(self, request: TurnRequest, number: int) -> TurnResult:
-        started = workflow.now()
+        self._current = Turn(self.state, request, self.state.turn_count, self._record)
         self._touch()
-        first_check, lease = await self._admit(request.message)
-        stream = stream_events.target(request, number, self._retention)
-        opened = stream_events.opening(
-            self.state.settings.session_id, number, request.trace_id, first_check
-        )
-        checks = [first_check]
-        usage, timings = Usage(), {"input_moderation": first_check.duration_seconds}
-        if first_check.decision == "refuse":
-            status, reply = "refused", first_check.message
-        else:
-            try:
-                completion = await self._complete(request, number, started, lease, stream, opened)
-            except TurnCancelled:
-                await self._cancelled(request, number, started, first_check, lease, stream, opened)
-                raise ApplicationError(
-                    f"Turn {number} was cancelled.", type="turn_cancelled", non_retryable=True
-                ) from None
-            opened = []  # the SLM activity wrote the opening
-            usage = Usage(completion.prompt_tokens, completion.completion_tokens)
-            timings["slm"] = completion.duration_seconds
-            checks.append(await self._output_verdict(completion))
-            timings["output_moderation"] = checks[-1].duration_seconds
-            refused = checks[-1].decision == "refuse"
-            status, reply = (
-                ("refused", checks[-1].message) if refused else ("completed", completion.text)
-            )
-        verdict = checks[-1]
-        self._record(_ended(request, number, started, status, reply, verdict, usage, lease))
-        info = workflow.info()
-        result = TurnResult(
-            session_id=self.state.settings.session_id,
-            turn=number,
-            status=status,
-            reply=reply,
-            verdict=verdict,
-            usage=usage,
-            training_mode=lease is not None,
-            trace_id=request.trace_id,
-            workflow_id=info.workflow_id,
-            run_id=info.run_id,
-            checks=checks,
-            timings=timings,
-        )
-        if stream is not None:
-            await stream_events.write(
-                self.state.turns, stream, stream_events.closing(result, opened)
-            )
-        return result
-
-    async def _admit(self, message: str) -> tuple[Verdict, Lease | None]:
-        """The input check and, beside it in the same workflow task, the training lease."""
-        if not workflow.patched(TRAINING_LEASE_READ):
-            return await self._moderate(message, "input"), None
-        return await asyncio.gather(self._moderate(message, "input"), self._training_lease())
-
-    async def _training_lease(self) -> Lease | None:
         try:
-            return (await lease_calls.read(self.state.settings.tenant)).lease
-        except ActivityError:
-            # Unknown counts as off: a turn is only ever marked under a lease that was seen.
-            workflow.logger.warning("training lock unreadable; the turn is not marked")
-            return None
-
-    async def _complete(
-        self,
-        request: TurnRequest,
-        number: int,
-        started: datetime,
-        lease: Lease | None,
-        stream: StreamTarget | None,
-        opening: list[StreamEvent],
-    ) -> Completion:
-        policy = self.state.policy
-        assert policy is not None  # set by the input check
-        settings = self.state.settings
-        if self._cancel_asked:
-            raise TurnCancelled()
-        # The SLM call gets what is left of the turn's time, its retries included: a turn
-        # stuck there (no SLM worker, a server that never answers) ends `failed` at the limit.
-        limit = timedelta(seconds=settings.max_turn_seconds)
-        time_left = max(limit - (workflow.now() - started), timedelta(seconds=1))
-        self._slm_call = calls.start_completion(
-            CompletionRequest(
-                messages=recent_context(
-                    self.state.turns, request.message, settings.context_token_budget
-                ),
-                max_tokens=settings.max_reply_tokens,
-                headers={
-                    "X-Policy-Version": policy.policy_version,
-                    "X-Constitution-Hash": policy.constitution_hash,
-                },
-                stream=stream,
-                opening=opening,
-            ),
-            settings.slm_task_queue,
-            time_left,
-        )
-        try:
-            return await self._slm_call
-        except ActivityError as error:
-            if isinstance(error.cause, CancelledError) and self._cancel_asked:
-                raise TurnCancelled() from None
-            failure: OrchestratorError
-            if error.retry_state == RetryState.TIMEOUT:  # out of time, retries included
-                failure = TurnTimedOut(stream_events.time_limit_detail(limit.total_seconds()))
-                kind = "turn_timeout"
-            else:
-                failure, kind = DependencyUnavailable(stream_events.SLM_FAILED), "slm_unavailable"
-            record = _ended(request, number, started, "failed", "", policy, Usage(), lease)
-            record.problem = failure.problem(request.trace_id)
-            self._record(record)
-            if stream is not None:
-                error_event = StreamEvent("error", record.problem)
-                await stream_events.write(self.state.turns, stream, [error_event], opening)
-            raise ApplicationError(failure.detail, type=kind, non_retryable=True) from error
-
-    async def _cancelled(
-        self,
-        request: TurnRequest,
-        number: int,
-        started: datetime,
-        verdict: Verdict,
-        lease: Lease | None,
-        stream: StreamTarget | None,
-        opening: list[StreamEvent],
-    ) -> None:
-        record = _ended(request, number, started, "cancelled", "", verdict, Usage(), lease)
-        self._record(record)
-        if stream is not None:
-            info = workflow.info()
-            body = stream_events.record_body(
-                record, self.state.settings.session_id, info.workflow_id, info.run_id
-            )
-            cancelled = [StreamEvent("turn.cancelled", body)]
-            await stream_events.write(self.state.turns, stream, cancelled, opening)
-
-    async def _output_verdict(self, completion: Completion) -> Verdict:
-        # Histories from before the SLM activity checked its own output ran a second local
-        # activity here; they still replay. So does a reply from a worker without the check.
-        if workflow.patched(OUTPUT_CHECKED_BY_SLM) and completion.verdict is not None:
-            self.state.policy = completion.verdict
-            return completion.verdict
-        return await self._moderate(completion.text, "output")
+            return await self._current.run()
+        finally:
+            self._current = None
 
     async def _moderate(self, text: str, stage: str) -> Verdict:
         verdict = await calls.moderate(text, stage)
@@ -462,31 +308,3 @@ class ConversationWorkflow:
     def _idle_left(self) -> timedelta:
         idle = timedelta(seconds=self.state.settings.idle_timeout_seconds)
         return idle - (workflow.now() - datetime.fromisoformat(self.state.last_activity))
-
-
-def _ended(
-    request: TurnRequest,
-    number: int,
-    started: datetime,
-    status: str,
-    reply: str,
-    verdict: Verdict,
-    usage: Usage,
-    lease: Lease | None,
-) -> TurnRecord:
-    """The record of a turn that ended now, marked if it ran under a training lease."""
-    return TurnRecord(
-        turn=number,
-        message=request.message,
-        reply=reply,
-        status=status,
-        verdict=verdict,
-        trace_id=request.trace_id,
-        started_at=iso(started),
-        completed_at=iso(workflow.now()),
-        usage=usage,
-        training_mode=lease is not None,
-        training_fence=lease.fence if lease else None,
-        metadata=request.metadata,
-        traceparent=request.traceparent,
-    )

@@ -5,12 +5,12 @@ workflow writes how the turn ended (and the opening, if the SLM call never start
 The step response body is built here once, for the `turn.completed` event and for the
 API's answer alike.
 
-Workflow code: `target`, `write` and `replay` are called from the conversation workflow.
+Workflow code: `TurnStream` and `replay` are used by a turn (workflows/turn.py) and by the
+conversation workflow.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 from temporalio import workflow
@@ -56,13 +56,13 @@ def opening(session_id: str, turn: int, trace_id: str, verdict: Verdict) -> list
     return [StreamEvent("turn.accepted", accepted), StreamEvent("verdict", public_verdict(verdict))]
 
 
-def closing(result: TurnResult, opened: list[StreamEvent]) -> list[StreamEvent]:
-    """How the turn ended. `opened`: the opening, if the SLM activity never wrote it."""
+def closing(result: TurnResult) -> list[StreamEvent]:
+    """How the turn ended, after its opening."""
     body = step_body(result)
     if result.status == "completed":
         return [StreamEvent("turn.completed", body)]
     if result.verdict.stage == "input":
-        return [*opened, StreamEvent("turn.refused", body)]
+        return [StreamEvent("turn.refused", body)]
     # The tokens sent so far were refused: the reader drops them, then learns why.
     return [StreamEvent("retract", {"reason": "moderation"}), StreamEvent("turn.refused", body)]
 
@@ -83,44 +83,59 @@ def time_limit_detail(limit_seconds: float) -> str:
     )
 
 
-def target(request: TurnRequest, turn: int, retention_seconds: int) -> StreamTarget | None:
-    """Where a streamed turn's events go; None for a turn that is not streamed."""
-    if not request.stream_id:
-        return None
-    return StreamTarget(
-        workflow_id=workflow.info().workflow_id,
-        stream_id=request.stream_id,
-        turn=turn,
-        retention_seconds=retention_seconds,
-    )
+class TurnStream:
+    """The stream of one streamed turn, as its workflow writes it.
 
+    The opening (`turn.accepted`, `verdict`) is handed to the SLM activity, which writes it
+    before its first token; `end` hands it over again, and it is written only into an empty
+    stream: so a turn that ends before any SLM call wrote (refused at input, cancelled,
+    failed) still opens its stream, and no stream is opened twice. The id of the turn's last
+    event is kept with its record, so the resume route can replay it once the stream expired.
+    """
 
-async def write(
-    turns: list[TurnRecord],
-    stream: StreamTarget,
-    events: list[StreamEvent],
-    opening: Sequence[StreamEvent] = (),
-) -> None:
-    """The turn's ending, in its stream; the id of its last event is kept with its record in
-    `turns`. `opening`: written first if the stream is still empty (no SLM call started it)."""
-    try:
-        ids = await calls.append_stream(AppendRequest(stream, events, list(opening)))
-    except ActivityError:
-        workflow.logger.warning("could not write the end of turn %s's stream", stream.turn)
-        return
-    for record in reversed(turns):
-        if record.turn == stream.turn and ids:
-            record.stream_id, record.stream_final_id = stream.stream_id, ids[-1]
-            break
+    def __init__(self, target: StreamTarget, turns: list[TurnRecord]) -> None:
+        self.target = target
+        self._turns = turns
+        self.opening: list[StreamEvent] = []
+
+    @classmethod
+    def of(
+        cls, request: TurnRequest, turn: int, retention_seconds: int, turns: list[TurnRecord]
+    ) -> TurnStream | None:
+        """Where a streamed turn's events go; None for a turn that is not streamed."""
+        if not request.stream_id:
+            return None
+        target = StreamTarget(
+            workflow_id=workflow.info().workflow_id,
+            stream_id=request.stream_id,
+            turn=turn,
+            retention_seconds=retention_seconds,
+        )
+        return cls(target, turns)
+
+    def open(self, session_id: str, trace_id: str, verdict: Verdict) -> None:
+        self.opening = opening(session_id, self.target.turn, trace_id, verdict)
+
+    async def end(self, events: list[StreamEvent]) -> None:
+        """The turn's last events, after the opening if nothing wrote it yet."""
+        try:
+            ids = await calls.append_stream(AppendRequest(self.target, events, self.opening))
+        except ActivityError:
+            workflow.logger.warning("could not write the end of turn %s's stream", self.target.turn)
+            return
+        for record in reversed(self._turns):
+            if record.turn == self.target.turn and ids:
+                record.stream_id, record.stream_final_id = self.target.stream_id, ids[-1]
+                break
 
 
 async def replay(
     turns: list[TurnRecord], request: TurnRequest, earlier: TurnResult, retention_seconds: int
 ) -> None:
     """A repeated Idempotency-Key on the stream route: the first result, as a new stream."""
-    stream = target(request, earlier.turn, retention_seconds)
+    stream = TurnStream.of(request, earlier.turn, retention_seconds, turns)
     if stream is not None:
         # Results kept before turns recorded their checks have only the final verdict.
         first_check = earlier.checks[0] if earlier.checks else earlier.verdict
-        opened = opening(earlier.session_id, earlier.turn, earlier.trace_id, first_check)
-        await write(turns, stream, closing(earlier, [])[-1:], opened)
+        stream.open(earlier.session_id, earlier.trace_id, first_check)
+        await stream.end(closing(earlier)[-1:])

@@ -15,7 +15,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 
-from api.deps import ClientsDep, SettingsDep, UserPrincipal
+from api.deps import ClientsDep, PolicyDep, SettingsDep, UserPrincipal
 from api.metrics import MODERATION_VERDICTS, TURN_DURATION
 from api.schemas import (
     SESSION_ID_PATTERN,
@@ -27,6 +27,8 @@ from api.schemas import (
 )
 from api.temporal_errors import temporal_errors
 from core.errors import InvalidRequest, SessionClosed
+from core.moderation import pii
+from core.policy import Policy
 from core.settings import Settings
 from core.telemetry import current_trace_id, current_traceparent, session_id_var
 from workflows.conversation import ConversationWorkflow
@@ -82,13 +84,16 @@ def start_operation(settings: Settings, tenant: str, session_id: str) -> WithSta
 
 
 def turn_request(
-    body: StepRequest, idempotency_key: str | None, stream_id: str = ""
+    body: StepRequest, idempotency_key: str | None, policy: Policy, stream_id: str = ""
 ) -> tuple[str, TurnRequest]:
-    """The session id (new when the body has none) and the turn to send its workflow."""
+    """The session id (new when the body has none) and the turn to send its workflow, its
+    message with the personal data the policy redacts already replaced: nothing downstream
+    (history, transcript, events, the SLM) ever holds it."""
     session_id = body.session_id or uuid.uuid4().hex
     session_id_var.set(session_id)
+    message, _ = pii.redact(body.message, policy.document.pii.redact)
     return session_id, TurnRequest(
-        message=body.message,
+        message=message,
         metadata=body.metadata,
         idempotency_key=idempotency_key,
         trace_id=current_trace_id(),
@@ -103,7 +108,10 @@ def _observe(result: TurnResult, started: float) -> None:
         TURN_DURATION.labels(stage=stage).observe(seconds)
     for check in result.checks:
         MODERATION_VERDICTS.labels(
-            stage=check.checked_stage, category=check.category or "none", decision=check.decision
+            stage=check.checked_stage,
+            category=check.category or "none",
+            decision=check.decision,
+            provider=check.provider or "none",
         ).inc()
 
 
@@ -113,11 +121,12 @@ async def step(
     principal: UserPrincipal,
     clients: ClientsDep,
     settings: SettingsDep,
+    policy: PolicyDep,
     request: Request,
     response: Response,
     idempotency_key: IdempotencyKey = None,
 ) -> StepResponse:
-    session_id, turn = turn_request(body, idempotency_key)
+    session_id, turn = turn_request(body, idempotency_key, policy)
     started = time.perf_counter()
     with temporal_errors(f"session {session_id}"):
         result: TurnResult = await clients.temporal.execute_update_with_start_workflow(

@@ -20,7 +20,7 @@ from redis.exceptions import RedisError
 from temporalio.client import WorkflowUpdateStage
 
 from activities.turn_stream import pointer_key, stream_key
-from api.deps import ClientsDep, SettingsDep, UserPrincipal
+from api.deps import ClientsDep, PolicyDep, SettingsDep, UserPrincipal
 from api.metrics import SLM_TIME_TO_FIRST_TOKEN
 from api.routers.conversations import (
     IdempotencyKey,
@@ -61,12 +61,13 @@ async def _start_streamed_turn(
     principal: UserPrincipal,
     clients: ClientsDep,
     settings: SettingsDep,
+    policy: PolicyDep,
     idempotency_key: IdempotencyKey = None,
 ) -> _Source:
     """Start the turn and return once its workflow accepted it; a refusal is a plain problem."""
     asked_at = time.perf_counter()
     stream_id = uuid.uuid4().hex
-    session_id, turn = turn_request(body, idempotency_key, stream_id)
+    session_id, turn = turn_request(body, idempotency_key, policy, stream_id)
     with temporal_errors(f"session {session_id}"):
         await clients.temporal.start_update_with_start_workflow(
             ConversationWorkflow.step,

