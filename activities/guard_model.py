@@ -19,7 +19,7 @@ from typing import cast
 from openai import AsyncOpenAI, OpenAIError
 from openai.types.chat import ChatCompletionMessageParam
 
-from core.moderation.engine import Finding
+from core.moderation.finding import Finding
 from core.policy import GuardModel, Policy
 
 log = logging.getLogger("orchestrator.moderation")

@@ -16,12 +16,16 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from temporalio import activity
 
 from activities.guard_model import GuardModels
-from core.moderation.engine import Engine, Finding
+from core.moderation.finding import Finding
 from core.policy import Policy
+
+if TYPE_CHECKING:  # the engine loads ONNX Runtime and scikit-learn: only workers need it
+    from core.moderation.engine import Engine
 
 
 @dataclass
@@ -75,6 +79,8 @@ class Moderator:
     @classmethod
     def load(cls, policy: Policy, threads: int = 2) -> Moderator:
         """Every layer `policy` asks for (the classifier loaded from its wheel)."""
+        from core.moderation.engine import Engine
+
         return cls(Engine.load(policy, threads))
 
     async def check(self, text: str, stage: str, context: Sequence[str] = ()) -> Verdict:

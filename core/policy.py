@@ -87,7 +87,8 @@ class GuardModel(BaseModel):
     stages: list[Stage] = Field(default_factory=lambda: [STAGES[0]])
     #: Unreachable, too slow or unreadable: `open` allows, `closed` refuses.
     on_error: Literal["open", "closed"]
-    #: Within the input check's own limit (a local activity of 10 s).
+    #: The guards are asked one after another within the input check's own limit (a local
+    #: activity of 10 s), so their timeouts may add up to 8 s at most.
     timeout_seconds: float = Field(default=5.0, gt=0, le=8)
 
 
@@ -129,6 +130,8 @@ class PolicyDocument(BaseModel):
     def _consistent(self) -> PolicyDocument:
         if self.provider == "layered" and self.classifier is None:
             raise ValueError("a layered policy needs its classifier")
+        if sum(guard.timeout_seconds for guard in self.guard_models) > 8:
+            raise ValueError("the guard models' timeout_seconds add up to more than 8")
         for guard in self.guard_models:
             unknown = set(guard.categories.values()) - set(self.categories)
             if unknown:

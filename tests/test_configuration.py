@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import socket
 import subprocess
 from collections.abc import Callable
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from core.policy import load_policy
 from deploy.services import free_ports
 
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
@@ -116,3 +118,32 @@ def test_worker_names_an_unreachable_temporal(run_cli: RunCli) -> None:
         "Failed client connect; start it (make services) or point the setting at it"
     )
     assert result.stderr.strip().splitlines() == [expected]
+
+
+def _bundled_policy_with(tmp_path: Path, **changes: object) -> Path:
+    document = json.loads(load_policy(None).document.model_dump_json())
+    document.update(changes)
+    path = tmp_path / "policy.json"
+    path.write_text(json.dumps(document))
+    return path
+
+
+@pytest.mark.parametrize("command", ["api", "worker"])
+def test_a_layered_policy_without_its_classifier_stops_start_up(
+    run_cli: RunCli, tmp_path: Path, command: str
+) -> None:
+    policy = _bundled_policy_with(tmp_path, classifier=None)
+    result = run_cli(command, env={"ORCH_POLICY_FILE": str(policy)})
+    assert result.returncode == 2
+    assert "ORCH_POLICY_FILE:" in result.stderr and "needs its classifier" in result.stderr
+
+
+def test_thresholds_for_other_heads_stop_the_worker(run_cli: RunCli, tmp_path: Path) -> None:
+    policy = _bundled_policy_with(tmp_path, classifier={"heads": "1999.01.01"})
+    result = run_cli("worker", env={"ORCH_POLICY_FILE": str(policy)})
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(
+        "orchestrator: configuration error: ORCH_POLICY_FILE: the policy's thresholds are for "
+        "classifier heads 1999.01.01"
+    )

