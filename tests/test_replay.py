@@ -3,8 +3,9 @@
 Each `tests/histories/*.json` is a real run (recorded with `python -m tests.record_history`).
 Conversations: a turn with an Idempotency-Key, a refused turn, feedback, and a close; v1
 predates the output check inside the SLM activity, v2 predates the training-lease read, v3
-has both, under a live training lease; v4 adds a streamed turn and a cancelled one. Training: enable, extend, disable, a lease check,
-expiry. A change that would break running workflows makes this replay raise a
+has both, under a live training lease; v4 adds a streamed turn and a cancelled one; v5 is the
+same run after a turn's life moved to workflows/turn.py and verdicts name the moderation
+layer that decided. Training: enable, extend, disable, a lease check, expiry. A change that would break running workflows makes this replay raise a
 non-determinism error; such a change needs `workflow.patched` and a new recording.
 """
 
