@@ -131,7 +131,7 @@ def _guarded(tmp_path: Path, url: str, grammar: str, on_error: str) -> Policy:
             "model": "SmolLM2-135M-Instruct",
             "extra_body": {"grammar": grammar},
             "on_error": on_error,
-            "timeout_seconds": 2,
+            "timeout_seconds": 8,
             "stages": ["input", "output"],
         }
     ]
@@ -180,3 +180,11 @@ async def test_an_unreachable_guard_fails_open_or_closed(tmp_path: Path, on_erro
         assert (verdict.decision, verdict.category) == ("refuse", None)
         assert verdict.provider == "guard:guard"
         assert verdict.message == moderator.policy.document.unavailable_message
+
+
+def test_a_reply_is_judged_on_its_own(engine: Engine) -> None:
+    # The output check is sent the user's request (for guard models); the built-in layers
+    # must not refuse a harmless reply because of what was asked.
+    reply = "I can't help with that, but I can tell you how pipes are made for plumbing."
+    assert engine.check(reply, "output", [CATEGORY_REQUESTS["weapons"]]).finding is None
+    assert engine.check(reply, "input", [CATEGORY_REQUESTS["weapons"]]).finding is not None

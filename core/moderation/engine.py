@@ -41,7 +41,7 @@ class Engine:
     def load(cls, policy: Policy, threads: int = 2) -> Engine:
         """The engine `policy` asks for, with the bundled heads when it has a classifier."""
         layer = policy.document.classifier
-        if layer is None:
+        if layer is None or policy.document.provider == "rules":
             return cls(policy, None)
         heads = Heads.load()
         if heads.version != layer.heads:
@@ -59,11 +59,9 @@ class Engine:
         layers: dict[str, float] = {}
         started = time.perf_counter()
         texts = readings(text)
-        recent = (
-            list(context)[-self.policy.document.context_turns :]
-            if self.policy.document.context_turns
-            else []
-        )
+        # Only an input is read with the turns before it: a reply is judged on its own.
+        turns = self.policy.document.context_turns
+        recent = list(context)[-turns:] if turns and stage == "input" else []
         if recent:
             joined = "\n".join([*recent, text])[-CONTEXT_CHARS:]
             texts.append(normalise(joined))
@@ -84,13 +82,6 @@ class Engine:
     def check_rules(self, text: str) -> Finding | None:
         """The cheap layers alone (normalisation and rules): for every step of a stream."""
         return self._rules(readings(text))
-
-    def scores(self, text: str) -> dict[str, float]:
-        """The classifier's score per category for `text` (normalised); empty without one."""
-        if self._classifier is None:
-            return {}
-        row = self._classifier.scores([normalise(text)])[0]
-        return dict(zip(self._classifier.categories, (float(v) for v in row), strict=True))
 
     def _rules(self, texts: list[str]) -> Finding | None:
         for reading in texts:
