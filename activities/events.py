@@ -103,7 +103,7 @@ async def _stop(producer: AIOKafkaProducer, admin: AIOKafkaAdminClient) -> None:
 
 
 async def ensure_topics(admin: AIOKafkaAdminClient, settings: Settings) -> None:
-    """Create the event topics (CONTRACT section 5) if the cluster does not have them."""
+    """Create the event topics (docs/interface.md, section 5) if the cluster does not have them."""
     existing = set(await admin.list_topics())
     wanted = [settings.conversation_events_topic, settings.training_audit_topic]
     missing = [

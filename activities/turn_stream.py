@@ -2,8 +2,8 @@
 
 One stream per streamed turn, `orchestrator:stream:<workflow id>:<stream id>`, where the
 stream id is chosen by the API when it asks for the turn. Entry ids are `<turn>-<seq>`
-(Redis fills in `seq`), exactly the SSE ids of CONTRACT section 4, so a reader resumes with
-XREAD after the client's `Last-Event-ID`. A pointer `...:turn:<turn>` names the stream of a
+(Redis fills in `seq`), exactly the SSE ids of docs/interface.md, section 4, so a reader
+resumes with XREAD after the client's `Last-Event-ID`. A pointer `...:turn:<turn>` names the stream of a
 turn for the resume route. Both expire a while after the turn's last event.
 
 Each entry has `event`, `data` (JSON) and `at`, Redis's clock when it was appended, from

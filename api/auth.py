@@ -1,4 +1,4 @@
-"""Bearer-token verification (CONTRACT section 3).
+"""Bearer-token verification (docs/interface.md, section 3).
 
 Algorithms are pinned: the dev key verifies ES256 only, a JWKS verifies the configured
 asymmetric list only, so `alg: none` and HMAC-with-the-public-key confusions never pass.

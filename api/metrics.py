@@ -1,4 +1,4 @@
-"""The API's Prometheus metrics (CONTRACT section 8), defined once per process."""
+"""The API's Prometheus metrics (docs/interface.md, section 8), defined once per process."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
-"""Policy headers (CONTRACT section 4): refuse a client that expects another policy, and tell
-every client which policy is in force.
+"""Policy headers (docs/interface.md, section 4): refuse a client that expects another
+policy, and tell every client which policy is in force.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Request and response bodies of the conversation routes (CONTRACT section 4)."""
+"""Request and response bodies of the conversation routes (docs/interface.md, section 4)."""
 
 from __future__ import annotations
 

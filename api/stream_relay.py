@@ -17,7 +17,7 @@ from redis.asyncio import Redis
 from api.metrics import STREAM_LAG
 from core.errors import InvalidRequest
 
-#: The events that end a turn's stream (CONTRACT section 4).
+#: The events that end a turn's stream (docs/interface.md, section 4).
 FINAL_EVENTS = frozenset({"turn.completed", "turn.refused", "turn.cancelled", "error"})
 _EVENT_ID = re.compile(r"^(\d+)-(\d+)$")
 _BLOCK_MS = 1000

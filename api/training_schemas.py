@@ -1,4 +1,5 @@
-"""Request and response bodies of the training routes (CONTRACT section 4, "Training mode")."""
+"""Request and response bodies of the training routes (docs/interface.md, section 4,
+"Training mode")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The `orchestrator` command (CONTRACT section 1): dev, api, worker, token.
+"""The `orchestrator` command (docs/interface.md, section 1): dev, api, worker, token.
 
 Every failure a user can hit at start-up (a bad setting, a port in use, a missing server)
 ends the command with one line on stderr that names it, and exit code 2 or 1.

@@ -1,4 +1,5 @@
-"""The one configuration class: every `ORCH_` variable of CONTRACT section 2, validated once."""
+"""The one configuration class: every `ORCH_` variable of docs/interface.md, section 2,
+validated once."""
 
 from __future__ import annotations
 

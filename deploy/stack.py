@@ -115,7 +115,7 @@ class EmbeddedStack:
         return builders[name]()
 
     def urls(self) -> dict[str, str]:
-        """The keys of dev.json (CONTRACT section 1)."""
+        """The keys of dev.json (docs/interface.md, section 1)."""
         return {
             "api_url": f"http://127.0.0.1:{self.ports.api}",
             "temporal_address": self.settings.temporal_address,

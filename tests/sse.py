@@ -47,7 +47,8 @@ def text(received: list[Event]) -> str:
 
 
 def ids_in_order(received: list[Event], turn: int) -> None:
-    """Every event has an id `<turn>-<seq>`, increasing, never twice (CONTRACT section 4)."""
+    """Every event has an id `<turn>-<seq>`, increasing, never twice (docs/interface.md,
+    section 4)."""
     ids = [e.id for e in received]
     assert all(i is not None and i.startswith(f"{turn}-") for i in ids), ids
     seqs = [int(i.split("-")[1]) for i in ids if i]

@@ -1,4 +1,4 @@
-"""The token matrix of CONTRACT section 3, against the running API and its dev key."""
+"""The token matrix of docs/interface.md, section 3, against the running API and its dev key."""
 
 from __future__ import annotations
 

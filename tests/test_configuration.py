@@ -1,4 +1,4 @@
-"""A bad setting stops start-up with one line naming the variable (CONTRACT section 2)."""
+"""A bad setting stops start-up with one line naming the variable (docs/interface.md, section 2)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""Nothing is lost: a killed worker, a broker outage, continue-as-new (CONTRACT sections 4, 5)."""
+"""Nothing is lost: a killed worker, a broker outage, continue-as-new
+(docs/interface.md, sections 4, 5)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Conversation turns through the API, on the real stack (CONTRACT sections 4, 5, 7)."""
+"""Conversation turns through the API, on the real stack (docs/interface.md, sections 4, 5, 7)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Workflow code changes must replay the histories already recorded (STYLE: Temporal habits).
+"""Workflow code changes must replay the histories already recorded.
 
 Each `tests/histories/*.json` is a real run (recorded with `python -m tests.record_history`).
 Conversations: a turn with an Idempotency-Key, a refused turn, feedback, and a close; v1

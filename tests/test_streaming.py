@@ -1,4 +1,5 @@
-"""Streamed turns over SSE on the real stack: tokens, ids, resume, cancel (CONTRACT section 4)."""
+"""Streamed turns over SSE on the real stack: tokens, ids, resume, cancel
+(docs/interface.md, section 4)."""
 
 from __future__ import annotations
 

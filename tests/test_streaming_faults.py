@@ -1,5 +1,5 @@
 """Streamed turns when things go wrong: a refused window, a stuck turn, a worker killed
-mid-stream (CONTRACT section 4), on the real stack."""
+mid-stream (docs/interface.md, section 4), on the real stack."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Training mode keeps its promises through failures: Redis away, a worker killed mid-enable,
-continue-as-new (CONTRACT section 4 "Training mode", section 5)."""
+continue-as-new (docs/interface.md, section 4 "Training mode", section 5)."""
 
 from __future__ import annotations
 

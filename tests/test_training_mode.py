@@ -1,5 +1,5 @@
 """Training mode on the real stack: the lease in Redis, the audit topic, the gauge, the turns
-(CONTRACT sections 4, 5, 7, 8)."""
+(docs/interface.md, sections 4, 5, 7, 8)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""CloudEvents 1.0 (structured mode) for conversation and training events (CONTRACT section 5).
+"""CloudEvents 1.0 (structured mode) for conversation and training events
+(docs/interface.md, section 5).
 
 Pure functions of workflow state: the same logical event always gets the same `id`
 (a UUIDv5 of workflow id, kind and sequence), so a retried publish repeats it and
@@ -116,7 +117,7 @@ def conversation_event(
 
 
 def turn_data(session_id: str, record: TurnRecord) -> dict[str, Any]:
-    """The `data` of a conversation.turn.* event (CONTRACT section 5)."""
+    """The `data` of a conversation.turn.* event (docs/interface.md, section 5)."""
     return {
         "session_id": session_id,
         "turn": record.turn,

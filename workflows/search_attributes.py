@@ -1,4 +1,5 @@
-"""The search attributes of CONTRACT section 7, by which operators find workflows in the UI.
+"""The search attributes of docs/interface.md, section 7, by which operators find
+workflows in the UI.
 
 `orchestrator dev` registers every one of `ALL` on its Temporal server; a production
 namespace needs them registered once (`temporal operator search-attribute create`).

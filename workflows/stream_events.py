@@ -1,4 +1,4 @@
-"""The events of a streamed turn (CONTRACT section 4), as the workflow writes them.
+"""The events of a streamed turn (docs/interface.md, section 4), as the workflow writes them.
 
 The SLM activity writes the opening (`turn.accepted`, `verdict`) and the `token`s; the
 workflow writes how the turn ended (and the opening, if the SLM call never started it).
@@ -26,7 +26,7 @@ with workflow.unsafe.imports_passed_through():
 
 
 def step_body(result: TurnResult) -> dict[str, Any]:
-    """The body of a step response (CONTRACT section 4)."""
+    """The body of a step response (docs/interface.md, section 4)."""
     return record_body(result, result.session_id, result.workflow_id, result.run_id)
 
 

@@ -56,7 +56,7 @@ class DisableRequest:
 
 @dataclass
 class TrainingStatus:
-    """GET /v1/training (CONTRACT section 4); `fence` is the latest one handed out."""
+    """GET /v1/training (docs/interface.md, section 4); `fence` is the latest one handed out."""
 
     tenant: str
     enabled: bool

@@ -1,4 +1,4 @@
-"""Streamed turns over SSE (CONTRACT section 4): start one, or follow and resume one.
+"""Streamed turns over SSE (docs/interface.md, section 4): start one, or follow and resume one.
 
 The turn is the same update as a step, with a stream id: its workflow and SLM activity write
 the turn's events to a Redis Stream, which these routes relay. A client that disconnects
