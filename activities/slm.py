@@ -193,15 +193,14 @@ class _CheckedReply:
         """Take the next delta; the refusal of the window it completes, if refused."""
         self.parts.append(delta)
         self._text += delta
-        window = self._text[-WINDOW_CHARS:]
         grown = len(self._text) - self._classified
         if self._classify and _SENTENCE_END.search(delta) and grown >= SENTENCE_STEP_CHARS:
             self._checked = self._classified = len(self._text)
-            return await self._moderator.check_sentence(window)
+            return await self._moderator.check_sentence(self._text[-WINDOW_CHARS:])
         if len(self._text) - self._checked < WINDOW_STEP_CHARS:
             return None
         self._checked = len(self._text)
-        return self._moderator.check_window(window)
+        return self._moderator.check_window(self._text[-WINDOW_CHARS:])
 
 
 def _messages(request: CompletionRequest) -> list[ChatCompletionMessageParam]:

@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
 
+from core.moderation.pii import PiiKind
 from core.settings import ConfigurationError
 
 REQUIRED_CATEGORIES = frozenset(
@@ -28,7 +29,6 @@ REQUIRED_CATEGORIES = frozenset(
 ACTIVE_POLICY_KEY = "orchestrator:policy:active"
 Stage = Literal["input", "output"]
 STAGES: tuple[Stage, Stage] = ("input", "output")
-PiiKind = Literal["email", "card_number", "iban", "national_id", "ip_address", "phone"]
 
 
 #: Where a guard model's own labels name no policy category, Llama Guard 3's hazard codes

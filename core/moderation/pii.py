@@ -14,6 +14,7 @@ import ipaddress
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Literal
 
 import phonenumbers
 from stdnum import iban, luhn
@@ -22,8 +23,9 @@ from stdnum.fr import nir
 from stdnum.it import codicefiscale
 from stdnum.us import ssn
 
-#: The kinds a policy may ask to redact, each with its placeholder.
-PLACEHOLDERS = {
+#: The kinds a policy may ask to redact (its `pii.redact`), each with its placeholder.
+PiiKind = Literal["email", "card_number", "iban", "national_id", "ip_address", "phone"]
+PLACEHOLDERS: dict[PiiKind, str] = {
     "email": "[EMAIL]",
     "card_number": "[CARD_NUMBER]",
     "iban": "[IBAN]",
@@ -40,7 +42,7 @@ _PHONE_REGIONS = ("US", "GB", "DE", "FR")
 class Span:
     start: int
     end: int
-    kind: str
+    kind: PiiKind
 
 
 def _digits(text: str) -> str:
@@ -66,7 +68,7 @@ def _is_ip(text: str) -> bool:
 #: Each kind's patterns, in the order a contested span is given, with what validates a match.
 #: National ids: US social security numbers, UK national insurance numbers (format only:
 #: they carry no check digit), Spanish DNI, French NIR and Italian codice fiscale.
-_PATTERNS: list[tuple[str, re.Pattern[str], Callable[[str], bool]]] = [
+_PATTERNS: list[tuple[PiiKind, re.Pattern[str], Callable[[str], bool]]] = [
     ("email", re.compile(r"\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b"), _any),
     ("card_number", re.compile(r"(?<![\d-])(?:\d[ -]?){12,18}\d(?![\d-])"), _is_card),
     (
@@ -112,7 +114,7 @@ def _phones(text: str) -> Iterable[Span]:
                 yield Span(match.start, match.end, "phone")
 
 
-def find(text: str, kinds: Iterable[str] = PLACEHOLDERS) -> list[Span]:
+def find(text: str, kinds: Iterable[PiiKind] = PLACEHOLDERS) -> list[Span]:
     """The personal data in `text` of the given kinds, without overlaps (the first kind in
     PLACEHOLDERS' order wins a contested span)."""
     wanted = set(kinds)
@@ -132,7 +134,7 @@ def find(text: str, kinds: Iterable[str] = PLACEHOLDERS) -> list[Span]:
     return sorted(taken, key=lambda s: s.start)
 
 
-def redact(text: str, kinds: Iterable[str] = PLACEHOLDERS) -> tuple[str, list[str]]:
+def redact(text: str, kinds: Iterable[PiiKind] = PLACEHOLDERS) -> tuple[str, list[PiiKind]]:
     """`text` with each personal datum replaced by its placeholder, and the kinds replaced."""
     spans = find(text, kinds)
     out, last = [], 0
