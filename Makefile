@@ -35,7 +35,7 @@ lint: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[lint]'
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict core api worker deploy activities workflows bench
+	$(BIN)/mypy --strict orchestrator.py core api worker deploy activities workflows bench
 
 clean:
 	rm -rf $(VENV) .orchestrator .pytest_cache

@@ -9,9 +9,10 @@ from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from core.errors import OrchestratorError, problem_body
+from core.errors import DependencyUnavailable, OrchestratorError, problem_body
 from core.telemetry import trace_id_var
 
 _HTTP_CODES = {404: "not_found", 405: "method_not_allowed", 413: "payload_too_large"}
@@ -67,7 +68,16 @@ async def _http_error(_: Request, error: Exception) -> ProblemResponse:
     return problem(error.status_code, code, title, str(error.detail), headers=error.headers)
 
 
+async def _redis_error(_: Request, error: Exception) -> ProblemResponse:
+    # Redis holds the streams, leases and limits a route reads: its outage is the client's
+    # to retry, not a fault of the request.
+    return from_error(
+        DependencyUnavailable("Redis is unavailable; retry in a moment.", dependency="redis")
+    )
+
+
 def install_handlers(app: FastAPI) -> None:
     app.add_exception_handler(OrchestratorError, _orchestrator_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(RedisError, _redis_error)

@@ -184,7 +184,7 @@ def slm_argv(settings: Settings, ports: DevPorts) -> list[str]:
 
 
 def product_argv(command: str) -> list[str]:
-    return [sys.executable, "-m", "core.cli", command]
+    return [sys.executable, "-m", "orchestrator", command]
 
 
 def _executable(name: str, package: str) -> str:

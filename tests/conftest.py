@@ -88,7 +88,7 @@ def run_cli() -> Iterator[Callable[..., subprocess.CompletedProcess[str]]]:
         *args: str, env: dict[str, str] | None = None, timeout: float = 60
     ) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
-            [sys.executable, "-m", "core.cli", *args],
+            [sys.executable, "-m", "orchestrator", *args],
             check=False,
             env={**os.environ, **(env or {})},
             capture_output=True,

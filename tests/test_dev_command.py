@@ -60,7 +60,7 @@ async def running_dev(
     launcher = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "core.cli",
+        "orchestrator",
         "dev",
         *flags,
         *extra,

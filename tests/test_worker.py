@@ -77,7 +77,7 @@ async def test_sigterm_lets_a_running_slm_call_finish(temporal: Client, settings
     worker = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "core.cli",
+        "orchestrator",
         "worker",
         "--queue",
         queue,

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import hashlib
 import json
 from importlib import resources
 from pathlib import Path
@@ -41,14 +42,10 @@ from core.policy import REQUIRED_CATEGORIES
 MODEL_DIR = Path(str(resources.files("core.moderation.model")))
 POLICY = Path(str(resources.files("core.policies"))) / "default.json"
 #: The tokens a long text is read by: its first HEAD and last TAIL (see classifier.py).
-HEAD, TAIL = 16, 48
+HEAD, TAIL = 16, 40
 NGRAM_FEATURES = 2**18
 SEEDS = 3
 Floats = NDArray[np.float64]
-
-
-def embed(embedder: Embedder, texts: list[str]) -> NDArray[np.float32]:
-    return np.vstack([embedder.embed(texts[i : i + 32]) for i in range(0, len(texts), 32)])
 
 
 class Model:
@@ -121,7 +118,7 @@ def main() -> None:
     examples = load("train")
     categories = sorted(REQUIRED_CATEGORIES)
     texts = [normalise(e.text) for e in examples]
-    x = embed(Embedder(HEAD, TAIL, threads=2), texts)
+    x = Embedder(HEAD, TAIL, threads=2).embed(texts)
     labels = np.array([e.label for e in examples])
     folds = np.zeros((len(examples), len(categories)))
     for train, test in StratifiedKFold(5, shuffle=True, random_state=7).split(x, labels):
@@ -140,14 +137,17 @@ def main() -> None:
         own = (labels == category) & (sets == "harmful")
         print(f"  {category:17} {refused[own].mean():.3f} of {int(own.sum())}")
     model = Model(x, texts, examples, categories, args.alpha)
-    version = datetime.date.today().strftime("%Y.%m.%d")
+    arrays = model.arrays()
+    digest = hashlib.sha256(b"".join(np.asarray(a).tobytes() for a in arrays.values()))
+    # The day and the weights: two trainings on one day are two versions.
+    version = f"{datetime.date.today():%Y.%m.%d}-{digest.hexdigest()[:8]}"
     np.savez_compressed(
         MODEL_DIR / HEADS_FILE,
         version=version,
         categories=np.array(categories),
         head_tokens=HEAD,
         tail_tokens=TAIL,
-        **model.arrays(),
+        **arrays,
     )
     print(f"heads {version} ({len(examples)} examples) written to {MODEL_DIR / HEADS_FILE}")
     if args.write_policy:

@@ -96,19 +96,18 @@ class Embedder:
         self._head, self._tail = head_tokens, tail_tokens
 
     def embed(self, texts: list[str]) -> Array:
-        rows = [self._clip(encoding.ids) for encoding in self._tokenizer.encode_batch(texts)]
-        width = max(len(row) for row in rows)
-        ids = np.zeros((len(rows), width), dtype=np.int64)
-        mask = np.zeros_like(ids)
-        for i, row in enumerate(rows):
-            ids[i, : len(row)] = row
-            mask[i, : len(row)] = 1
-        feeds = {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+        """One run per text: a batch would pad each text to the longest (a leetspeak reading
+        beside a long context costs twice), and int8 activations are scaled per run, so a
+        text embeds the same alone as in training."""
+        encodings = self._tokenizer.encode_batch(texts)
+        return np.vstack([self._embed_one(self._clip(encoding.ids)) for encoding in encodings])
+
+    def _embed_one(self, row: list[int]) -> Array:
+        ids = np.array([row], dtype=np.int64)
+        feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}  # fmt: skip
         hidden: Array = self._session.run(None, feeds)[0]
-        summed = (hidden * mask[..., None]).sum(axis=1)
-        pooled = summed / np.maximum(mask.sum(axis=1, keepdims=True), 1)
-        norms = np.linalg.norm(pooled, axis=1, keepdims=True)
-        unit: Array = (pooled / np.maximum(norms, 1e-12)).astype(np.float32)
+        pooled = hidden.mean(axis=1)
+        unit: Array = (pooled / max(float(np.linalg.norm(pooled)), 1e-12)).astype(np.float32)
         return unit
 
     def _clip(self, ids: list[int]) -> list[int]:

@@ -13,7 +13,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from core.moderation.classifier import Classifier, Heads
+from core.moderation.classifier import Array, Classifier, Heads
 from core.moderation.finding import Finding
 from core.moderation.normalize import normalise, readings
 from core.policy import Policy
@@ -91,8 +91,17 @@ class Engine:
         return None
 
     def _classify(self, texts: list[str]) -> Finding | None:
+        """The readings one at a time, in order: the first one refused decides, so a
+        request refused as written costs one embedding, whatever else it hides."""
         assert self._classifier is not None
-        scores = self._classifier.scores(texts).max(axis=0)
+        for reading in texts:
+            finding = self._decide(self._classifier.scores([reading])[0])
+            if finding is not None:
+                return finding
+        return None
+
+    def _decide(self, scores: Array) -> Finding | None:
+        assert self._classifier is not None
         best: Finding | None = None
         margin = 0.0
         for index, category in enumerate(self._classifier.categories):

@@ -27,15 +27,20 @@ _INVISIBLE = re.compile(
     r"[\u00ad\u061c\u115f\u1160\u17b4\u17b5\u180e\u200b-\u200f\u202a-\u202e\u2060-\u206f\ufeff]"
 )
 _SPACES = re.compile(r"\s+")
-#: Single letters, each followed by the same kind of separator (two or more letters;
-#: three with spaces): `k.i.l.l`,
-#: `b o m b` (a space between two such words stays: `h.o.w t.o` is `how to`).
+#: A word spelled out one character at a time: single characters with separators between
+#: them (`k.i.l.l`, `s.o.m.e.o.n.e.'.s`, `y.e.a.r.s.,`), or three or more single letters
+#: with one space between each (`b o m b`). Joined when it holds two letters or more.
 _SPELLED = re.compile(
-    r"(?<![\w.\-*/|+~])(?:[a-z][._\-*/|+~]){1,}[a-z](?![\w.\-*/|+~])|(?<!\S)(?:[a-z] ){2,}[a-z](?!\S)"
+    r"(?<!\S)(?:[^\s._\-*/|+~][._\-*/|+~]+)+[^\s._\-*/|+~]?(?!\S)|(?<!\S)(?:[a-z] ){2,}[a-z](?!\S)"
 )
 _SEPARATORS = re.compile(r"[ ._\-*/|+~]")
-#: A word that mixes letters with the digits and signs leetspeak uses for them.
-_LEET_WORD = re.compile(r"\b(?=[\w@$!|]*[a-z])(?=[\w@$!|]*[0134578@$!|])[a-z0-9@$!|]{3,}\b")
+#: A text is read as leetspeak when a word has a digit or sign between two letters (`k1ll`,
+#: `b0mb`, `n31ghb0r`); a quantity (`400g`, `14th`), a code (`x1234567`) or a version
+#: (`base64`) has none. Then the whole text is read with every such character as a letter.
+_LEET_SIGN = re.compile(r"[a-z][0134578@$!|]+[a-z]")
+#: E-mail addresses (their `@` is not an `a`) and long runs, which are an encoded payload
+#: read decoded instead, are kept as they are.
+_KEEP = re.compile(r"\S*[\w.+-]@[\w-]+\.\S*|\S{16,}")
 _LEET = str.maketrans({"0": "o", "1": "i", "3": "e", "4": "a", "5": "s", "7": "t", "8": "b",
                        "@": "a", "$": "s", "!": "i", "|": "l"})  # fmt: skip
 _BASE64 = re.compile(r"[A-Za-z0-9+/]{16,}={0,2}")
@@ -44,7 +49,7 @@ _HEX = re.compile(r"\b(?:[0-9a-fA-F]{2}[ :]?){8,}\b")
 #: is plain English.
 _ROT13_NAMED = re.compile(r"\b(rot ?-? ?13|caesar)\b")
 #: Words that almost every English request has; a rot13 reading is kept only when it has
-#: more of them than the text itself.
+#: three or more of them, and more than the text itself.
 _COMMON = frozenset(
     [
         "the",
@@ -102,7 +107,7 @@ def normalise(text: str) -> str:
     text = _INVISIBLE.sub("", text)
     text = text.translate(_confusables()).lower()
     text = _SPACES.sub(" ", text).strip()
-    return _SPELLED.sub(lambda m: _SEPARATORS.sub("", m.group()), text)
+    return _join_spelled(text)
 
 
 def readings(text: str) -> list[str]:
@@ -110,14 +115,34 @@ def readings(text: str) -> list[str]:
     payloads), without repeats; the first is always the normalised text."""
     plain = normalise(text)
     found = [plain]
-    unleet = _LEET_WORD.sub(lambda m: m.group().translate(_LEET), plain)
+    unleet = _unleet(plain)
     if unleet != plain:
-        found.append(_SPELLED.sub(lambda m: _SEPARATORS.sub("", m.group()), unleet))
+        found.append(_join_spelled(unleet))
     found.extend(normalise(decoded) for decoded in _decoded(text))
     rot = codecs.decode(plain, "rot13")
-    if _ROT13_NAMED.search(plain) or _common_words(rot) > _common_words(plain):
+    rot_common = _common_words(rot)
+    if _ROT13_NAMED.search(plain) or (rot_common >= 3 and rot_common > _common_words(plain)):
         found.append(rot)
     return list(dict.fromkeys(r for r in found if r))
+
+
+def _join_spelled(text: str) -> str:
+    def join(match: re.Match[str]) -> str:
+        word = match.group()
+        return _SEPARATORS.sub("", word) if sum(c.isalpha() for c in word) >= 2 else word
+
+    return _SPELLED.sub(join, text)
+
+
+def _unleet(text: str) -> str:
+    if not _LEET_SIGN.search(_KEEP.sub(" ", text)):
+        return text
+    kept = [(m.start(), m.end()) for m in _KEEP.finditer(text)]
+    out, last = [], 0
+    for start, end in kept:
+        out += [text[last:start].translate(_LEET), text[start:end]]
+        last = end
+    return "".join([*out, text[last:].translate(_LEET)])
 
 
 def _decoded(text: str) -> list[str]:

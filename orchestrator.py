@@ -1,4 +1,4 @@
-"""The `orchestrator` command (docs/interface.md, section 1): dev, api, worker, token.
+"""The `orchestrator` command: dev, api, worker, token (docs/interface.md, section 1).
 
 Every failure a user can hit at start-up (a bad setting, a port in use, a missing server)
 ends the command with one line on stderr that names it, and exit code 2 or 1.
@@ -35,7 +35,9 @@ def _port(text: str) -> int:
 def _parser() -> argparse.ArgumentParser:
     from deploy.services import DevPorts
 
-    parser = argparse.ArgumentParser(prog="orchestrator", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="orchestrator", description="The SLM orchestrator: dev, api, worker, token."
+    )
     commands = parser.add_subparsers(dest="command", required=True)
 
     dev = commands.add_parser("dev", help="run the whole product on embedded servers")
