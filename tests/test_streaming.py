@@ -166,13 +166,20 @@ async def test_cancel_mid_stream_stops_the_slm_call_and_the_next_turn_works(
     assert missing.status_code == 404
 
     handle = temporal.get_workflow_handle(f"conversation:acme:{session}")
-    async with asyncio.timeout(15):  # the SLM activity confirms once its call is closed
-        while True:
-            kinds = {event.event_type for event in (await handle.fetch_history()).events}
-            if EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED in kinds:
-                break
-            await asyncio.sleep(0.2)
-    assert EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED in kinds
+    kinds: list[str] = []
+    try:
+        async with asyncio.timeout(15):  # the SLM activity confirms once its call is closed
+            while EventType.Name(EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED) not in kinds:
+                await asyncio.sleep(0.2)
+                history = await handle.fetch_history()
+                kinds = [EventType.Name(event.event_type) for event in history.events]
+    except TimeoutError:
+        timeline = [
+            f"{EventType.Name(e.event_type)[11:]} {e.event_time.ToDatetime():%H:%M:%S.%f}"
+            for e in history.events
+        ]
+        pytest.fail(f"the SLM activity never confirmed its cancellation: {timeline}")
+    assert EventType.Name(EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED) in kinds
 
     published = await records_for_key(
         settings.kafka_bootstrap, settings.conversation_events_topic, session, bool
