@@ -9,6 +9,7 @@ from fastapi import FastAPI
 
 from api.auth import TokenVerifier
 from api.middleware import BodyLimitMiddleware, TraceMiddleware
+from api.openapi import openapi_document
 from api.policy import PolicyMiddleware
 from api.problems import install_handlers
 from api.routers import conversations, identity, probes, streams, training
@@ -37,6 +38,7 @@ def create_app(settings: Settings) -> FastAPI:
         summary="Durable, moderated conversations with a small language model.",
         lifespan=lifespan,
     )
+    app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     app.state.settings = settings
     policy = load_policy(settings.policy_file)
     app.state.policy = policy

@@ -7,12 +7,13 @@ import asyncio
 import re
 import uuid
 from collections.abc import Callable
+from typing import Any
 
 import httpx
 import pytest
 from redis.asyncio import Redis
 from temporalio.api.enums.v1 import EventType
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowHandle
 
 from activities.turn_stream import pointer_key
 from core.settings import Settings
@@ -143,43 +144,29 @@ async def test_stream_routes_refuse_what_they_cannot_serve(
 async def test_cancel_mid_stream_stops_the_slm_call_and_the_next_turn_works(
     api: httpx.AsyncClient, token: Callable[..., str], temporal: Client, settings: Settings
 ) -> None:
-    session = _session()
-    body = {"session_id": session, "message": "Count from 1 to 300, one number per line."}
+    # The cancellation reaches the SLM call with its next heartbeat (within half a second);
+    # a reply that ends before that completes instead. The SLM's reply length varies, so
+    # the test takes up to three turns for one whose call the cancellation stopped.
+    outcomes: list[str] = []
+    for _ in range(3):
+        session, received, cancelled = await _cancel_after_first_token(api, token)
+        assert cancelled.status_code == 200, cancelled.text
+        assert cancelled.json()["status"] == "cancelled" and cancelled.json()["turn"] == 1
+        assert received[-1].event == "turn.cancelled"
+        assert received[-1].data["status"] == "cancelled"
+        ids_in_order(received, 1)
+        handle = temporal.get_workflow_handle(f"conversation:acme:{session}")
+        outcome = await _slm_call_outcome(handle)
+        if outcome == EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED:
+            break
+        outcomes.append(f"{session}: {EventType.Name(outcome)}, {len(received)} events")
+    else:
+        pytest.fail(f"in three turns, the cancellation never reached the SLM call: {outcomes}")
     cancel = f"/v1/conversation/{session}/turns/1/cancel"
-    received: list[Event] = []
-    async with api.stream(
-        "POST", "/v1/conversation/stream", json=body, headers=_user(token)
-    ) as response:
-        async for event in events(response):
-            received.append(event)
-            if sum(e.event == "token" for e in received) == 3 and event.event == "token":
-                cancelled = await api.post(cancel, headers=_user(token))
-    assert cancelled.status_code == 200, cancelled.text
-    assert cancelled.json()["status"] == "cancelled" and cancelled.json()["turn"] == 1
-    assert received[-1].event == "turn.cancelled"
-    assert received[-1].data["status"] == "cancelled"
-    ids_in_order(received, 1)
-
     again = await api.post(cancel, headers=_user(token))
     assert again.status_code == 409 and again.json()["code"] == "turn_not_running"
     missing = await api.post(f"/v1/conversation/{session}/turns/9/cancel", headers=_user(token))
     assert missing.status_code == 404
-
-    handle = temporal.get_workflow_handle(f"conversation:acme:{session}")
-    kinds: list[str] = []
-    try:
-        async with asyncio.timeout(15):  # the SLM activity confirms once its call is closed
-            while EventType.Name(EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED) not in kinds:
-                await asyncio.sleep(0.2)
-                history = await handle.fetch_history()
-                kinds = [EventType.Name(event.event_type) for event in history.events]
-    except TimeoutError:
-        timeline = [
-            f"{EventType.Name(e.event_type)[11:]} {e.event_time.ToDatetime():%H:%M:%S.%f}"
-            for e in history.events
-        ]
-        pytest.fail(f"the SLM activity never confirmed its cancellation: {timeline}")
-    assert EventType.Name(EventType.EVENT_TYPE_ACTIVITY_TASK_CANCEL_REQUESTED) in kinds
 
     published = await records_for_key(
         settings.kafka_bootstrap, settings.conversation_events_topic, session, bool
@@ -227,3 +214,47 @@ async def test_a_reader_that_reads_nothing_does_not_hold_the_turn_back(
     assert received[-1].event == "turn.completed"
     assert text(received) == turns[0]["reply"] == received[-1].data["reply"]
     ids_in_order(received, 1)
+
+
+async def _cancel_after_first_token(
+    api: httpx.AsyncClient, token: Callable[..., str]
+) -> tuple[str, list[Event], httpx.Response]:
+    session = _session()
+    body = {"session_id": session, "message": "Write a long story about a lighthouse keeper."}
+    received: list[Event] = []
+    cancelled: httpx.Response | None = None
+    async with api.stream(
+        "POST", "/v1/conversation/stream", json=body, headers=_user(token)
+    ) as response:
+        async for event in events(response):
+            received.append(event)
+            if event.event == "token" and cancelled is None:
+                cancel = f"/v1/conversation/{session}/turns/1/cancel"
+                cancelled = await api.post(cancel, headers=_user(token))
+    assert cancelled is not None, received
+    return session, received, cancelled
+
+
+async def _slm_call_outcome(handle: WorkflowHandle[Any, Any]) -> EventType.ValueType:
+    """How the turn's SLM activity closed: cancelled, or completed before the cancel came."""
+    async with asyncio.timeout(15):
+        while True:
+            history = (await handle.fetch_history()).events
+            slm = {
+                e.event_id
+                for e in history
+                if e.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_SCHEDULED
+                and e.activity_task_scheduled_event_attributes.activity_type.name == "slm.complete"
+            }
+            for event in history:
+                cancelled = event.activity_task_canceled_event_attributes
+                completed = event.activity_task_completed_event_attributes
+                if (
+                    event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_CANCELED
+                    and cancelled.scheduled_event_id in slm
+                ) or (
+                    event.event_type == EventType.EVENT_TYPE_ACTIVITY_TASK_COMPLETED
+                    and completed.scheduled_event_id in slm
+                ):
+                    return event.event_type
+            await asyncio.sleep(0.2)

@@ -17,6 +17,7 @@ from temporalio.common import (
 
 from api.deps import ClientsDep, PolicyDep, SettingsDep, UserPrincipal
 from api.metrics import MODERATION_VERDICTS, TURN_DURATION
+from api.openapi import V1_PROBLEMS, problems
 from api.schemas import (
     SESSION_ID_PATTERN,
     ConversationOut,
@@ -46,7 +47,7 @@ from workflows.turns import (
     TurnResult,
 )
 
-router = APIRouter(prefix="/v1/conversation", tags=["conversations"])
+router = APIRouter(prefix="/v1/conversation", tags=["conversations"], responses=V1_PROBLEMS)
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)]
 SessionId = Annotated[str, Path(pattern=SESSION_ID_PATTERN)]
 
@@ -115,7 +116,7 @@ def _observe(result: TurnResult, started: float) -> None:
         ).inc()
 
 
-@router.post("/step")
+@router.post("/step", responses=problems(413, 422, 504))
 async def step(
     body: StepRequest,
     principal: UserPrincipal,
@@ -159,7 +160,7 @@ async def _view(
 _STATE_ONLY = TranscriptRequest(limit=0)
 
 
-@router.get("/{session_id}")
+@router.get("/{session_id}", responses=problems(404, 422))
 async def get_conversation(
     session_id: SessionId,
     principal: UserPrincipal,
@@ -173,7 +174,11 @@ async def get_conversation(
     return ConversationOut.of(await _view(clients, principal.tenant, session_id, page))
 
 
-@router.post("/{session_id}/feedback", status_code=status.HTTP_202_ACCEPTED)
+@router.post(
+    "/{session_id}/feedback",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problems(404, 413, 422),
+)
 async def feedback(
     session_id: SessionId, body: FeedbackRequest, principal: UserPrincipal, clients: ClientsDep
 ) -> dict[str, object]:
@@ -195,7 +200,7 @@ async def feedback(
     return {"session_id": session_id, "turn": body.turn, "accepted": True}
 
 
-@router.post("/{session_id}/turns/{turn}/cancel")
+@router.post("/{session_id}/turns/{turn}/cancel", responses=problems(404, 422))
 async def cancel_turn(
     session_id: SessionId,
     turn: Annotated[int, Path(ge=1)],
@@ -213,7 +218,7 @@ async def cancel_turn(
     return TurnOut.of(record)
 
 
-@router.post("/{session_id}/close")
+@router.post("/{session_id}/close", responses=problems(404, 422))
 async def close(
     session_id: SessionId, principal: UserPrincipal, clients: ClientsDep
 ) -> ConversationOut:

@@ -6,8 +6,9 @@ from fastapi import APIRouter
 from pydantic import BaseModel
 
 from api.deps import UserPrincipal
+from api.openapi import V1_PROBLEMS
 
-router = APIRouter(prefix="/v1", tags=["identity"])
+router = APIRouter(prefix="/v1", tags=["identity"], responses=V1_PROBLEMS)
 
 
 class Identity(BaseModel):

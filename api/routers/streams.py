@@ -22,6 +22,7 @@ from temporalio.client import WorkflowUpdateStage
 from activities.turn_stream import pointer_key, stream_key
 from api.deps import ClientsDep, PolicyDep, SettingsDep, UserPrincipal
 from api.metrics import SLM_TIME_TO_FIRST_TOKEN
+from api.openapi import V1_PROBLEMS, problems
 from api.routers.conversations import (
     IdempotencyKey,
     SessionId,
@@ -39,7 +40,7 @@ from workflows.conversation import ConversationWorkflow
 from workflows.stream_events import record_body
 from workflows.turns import ConversationView, TranscriptRequest, TurnRecord
 
-router = APIRouter(tags=["streaming"])
+router = APIRouter(tags=["streaming"], responses=V1_PROBLEMS)
 log = logging.getLogger("orchestrator.api")
 #: A stream with no new event for this long is given up (the turn itself goes on).
 _IDLE_TIMEOUT_SECONDS = 300.0
@@ -105,8 +106,10 @@ async def _find_stream(
     return _Source(final=[] if final.id == after else [final])
 
 
-@router.post("/v1/conversation/stream", response_class=EventSourceResponse)
-@router.post("/v1/chat/stream", response_class=EventSourceResponse)
+@router.post(
+    "/v1/conversation/stream", response_class=EventSourceResponse, responses=problems(413, 422)
+)
+@router.post("/v1/chat/stream", response_class=EventSourceResponse, responses=problems(413, 422))
 async def stream_turn(
     source: Annotated[_Source, Depends(_start_streamed_turn)], clients: ClientsDep
 ) -> AsyncIterator[ServerSentEvent]:
@@ -114,7 +117,11 @@ async def stream_turn(
         yield event
 
 
-@router.get("/v1/conversation/{session_id}/turns/{turn}/stream", response_class=EventSourceResponse)
+@router.get(
+    "/v1/conversation/{session_id}/turns/{turn}/stream",
+    response_class=EventSourceResponse,
+    responses=problems(404, 422),
+)
 async def follow_turn(
     source: Annotated[_Source, Depends(_find_stream)], clients: ClientsDep
 ) -> AsyncIterator[ServerSentEvent]:

@@ -16,6 +16,7 @@ from temporalio.common import (
 
 from api.deps import ActivePolicyDep, AdminPrincipal, ClientsDep, SettingsDep, UserPrincipal
 from api.metrics import TRAINING_MODE_STATE
+from api.openapi import V1_PROBLEMS, problems
 from api.temporal_errors import temporal_errors
 from api.training_schemas import DisableBody, EnableBody, TrainingOut
 from core.clients import Clients
@@ -33,7 +34,7 @@ from workflows.training_state import (
     TrainingStatus,
 )
 
-router = APIRouter(prefix="/v1/training", tags=["training"])
+router = APIRouter(prefix="/v1/training", tags=["training"], responses=V1_PROBLEMS)
 
 
 def workflow_id(tenant: str) -> str:
@@ -82,7 +83,7 @@ async def _status(clients: Clients, tenant: str) -> TrainingStatus:
     return status
 
 
-@router.post("/enable")
+@router.post("/enable", responses=problems(413, 422))
 async def enable(
     body: EnableBody,
     principal: AdminPrincipal,
@@ -111,7 +112,7 @@ async def enable(
     return _answer(status)
 
 
-@router.post("/disable")
+@router.post("/disable", responses=problems(413, 422))
 async def disable(
     body: DisableBody, principal: AdminPrincipal, clients: ClientsDep, policy: ActivePolicyDep
 ) -> TrainingOut:
