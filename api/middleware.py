@@ -38,9 +38,9 @@ class TraceMiddleware:
             await self.app(scope, receive, send)
             return
         carrier = {"traceparent": Headers(scope=scope).get("traceparent", "")}
-        name = f"{scope['method']} {scope['path']}"
+        # Named by its method alone until routing names the route template it matched.
         with self.tracer.start_as_current_span(
-            name, context=_propagator.extract(carrier), kind=SpanKind.SERVER
+            scope["method"], context=_propagator.extract(carrier), kind=SpanKind.SERVER
         ) as span:
             context = span.get_span_context()
             trace_id = format(context.trace_id, "032x") if context.is_valid else uuid.uuid4().hex
@@ -48,6 +48,7 @@ class TraceMiddleware:
             try:
                 await self._traced(scope, receive, send, trace_id)
             finally:
+                span.update_name(f"{scope['method']} {_route(scope)}")
                 trace_id_var.reset(tokens[0])
                 session_id_var.reset(tokens[1])
                 tenant_var.reset(tokens[2])
@@ -81,7 +82,7 @@ class TraceMiddleware:
             if not response_started:
                 await response(scope, receive, send_with_trace_id)
         finally:
-            route = getattr(scope.get("route"), "path", "<unmatched>")
+            route = _route(scope)
             decision = scope.get("state", {}).get("decision") or decision_for(status)
             elapsed = time.perf_counter() - started
             REQUESTS.labels(route=route, decision=decision).inc()
@@ -93,6 +94,11 @@ class TraceMiddleware:
                 status,
                 extra={"status": status, "route": route, "duration_ms": round(elapsed * 1000, 2)},
             )
+
+
+def _route(scope: Scope) -> str:
+    """The route template a request matched (one name for every session id)."""
+    return str(getattr(scope.get("route"), "path", "<unmatched>"))
 
 
 class BodyLimitMiddleware:

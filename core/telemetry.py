@@ -7,6 +7,7 @@ line written anywhere inside a request is tied to it without passing loggers aro
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from contextvars import ContextVar
 
@@ -14,8 +15,11 @@ from opentelemetry import trace
 from opentelemetry.propagate import inject
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
+
+from core.settings import ConfigurationError
 
 trace_id_var: ContextVar[str] = ContextVar("trace_id", default="")
 session_id_var: ContextVar[str] = ContextVar("session_id", default="")
@@ -59,14 +63,60 @@ def configure_logging(level: str = "INFO", service: str = "orchestrator") -> Non
 def configure_tracing(service: str) -> trace.Tracer:
     """Install the SDK tracer provider once per process and return a tracer for `service`.
 
-    Spans are created and propagated (W3C traceparent) everywhere; exporting them is left to
-    the standard OTEL_* environment of an exporter the operator installs.
+    Spans are created and propagated (W3C traceparent) everywhere. They are exported only
+    when the standard OpenTelemetry environment asks for it (see `span_exporters`);
+    `OTEL_SERVICE_NAME` overrides `service`.
     """
     if not isinstance(trace.get_tracer_provider(), TracerProvider):
-        trace.set_tracer_provider(
-            TracerProvider(resource=Resource.create({"service.name": service}))
-        )
+        name = os.environ.get("OTEL_SERVICE_NAME") or service
+        provider = TracerProvider(resource=Resource.create({"service.name": name}))
+        for exporter in span_exporters():
+            provider.add_span_processor(BatchSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
     return trace.get_tracer(service)
+
+
+def span_exporters() -> list[SpanExporter]:
+    """The exporters `OTEL_TRACES_EXPORTER` names (`otlp`, `console`, `none`); `otlp` alone
+    when it is unset but an OTLP endpoint is set; none otherwise. The OTLP exporter speaks
+    `OTEL_EXPORTER_OTLP_(TRACES_)PROTOCOL` (`http/protobuf`, the default, or `grpc`) and
+    reads its endpoint, headers, certificates and timeout from the standard variables."""
+    endpoint = _env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "OTEL_EXPORTER_OTLP_ENDPOINT")
+    names = [n.strip() for n in os.environ.get("OTEL_TRACES_EXPORTER", "").split(",") if n.strip()]
+    exporters: list[SpanExporter] = []
+    for name in names or (["otlp"] if endpoint else []):
+        if name == "none":
+            return []
+        if name == "otlp":
+            exporters.append(_otlp_exporter())
+        elif name == "console":
+            exporters.append(ConsoleSpanExporter())
+        else:
+            raise ConfigurationError(
+                f"OTEL_TRACES_EXPORTER: unknown exporter {name!r}; use otlp, console or none"
+            )
+    return exporters
+
+
+def _otlp_exporter() -> SpanExporter:
+    protocol = _env("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL")
+    if protocol in ("", "http/protobuf"):
+        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+
+        return OTLPSpanExporter()
+    if protocol == "grpc":
+        from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+            OTLPSpanExporter as GrpcSpanExporter,
+        )
+
+        return GrpcSpanExporter()
+    raise ConfigurationError(
+        f"OTEL_EXPORTER_OTLP_PROTOCOL: {protocol!r} is not supported; use http/protobuf or grpc"
+    )
+
+
+def _env(*names: str) -> str:
+    return next((os.environ[name] for name in names if os.environ.get(name)), "")
 
 
 def current_traceparent() -> str:

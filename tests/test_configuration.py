@@ -43,6 +43,37 @@ def test_bad_value_stops_start_up_naming_the_variable(
     assert reason in lines[0]
 
 
+_OTLP_JSON = {
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+    "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json",
+}
+
+
+_OTLP_JSON = {
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
+    "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json",
+}
+
+
+@pytest.mark.parametrize(
+    ("environment", "variable", "reason"),
+    [
+        ({"OTEL_TRACES_EXPORTER": "zipkin"}, "OTEL_TRACES_EXPORTER", "unknown exporter"),
+        (_OTLP_JSON, "OTEL_EXPORTER_OTLP_PROTOCOL", "not supported"),
+    ],
+)
+@pytest.mark.parametrize("command", ["api", "worker"])
+def test_a_trace_exporter_it_cannot_run_stops_start_up(
+    run_cli: RunCli, command: str, environment: dict[str, str], variable: str, reason: str
+) -> None:
+    result = run_cli(command, env=environment)
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"orchestrator: configuration error: {variable}:")
+    assert reason in lines[0]
+
+
 def test_worker_refuses_an_unknown_queue(run_cli: RunCli) -> None:
     result = run_cli("worker", "--queue", "nope", env={"ORCH_TEMPORAL_ADDRESS": "127.0.0.1:1"})
     assert result.returncode == 2
