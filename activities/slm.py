@@ -30,12 +30,16 @@ from typing import cast
 
 from openai import AsyncOpenAI
 from openai.types.chat import ChatCompletionMessageParam
+from opentelemetry import trace
+from opentelemetry.propagate import inject
+from opentelemetry.trace import SpanKind
 from temporalio import activity
 
 from activities.moderation import Moderator, Verdict
 from activities.turn_stream import StreamEvent, StreamTarget, TurnStreams
 from core.settings import Settings
 
+_tracer = trace.get_tracer("orchestrator.slm")
 #: Often enough that a cancellation reaches the call within a second (the SLM worker sends
 #: heartbeats on at most every half second; see worker/main.py).
 _HEARTBEAT_SECONDS = 0.25
@@ -99,26 +103,45 @@ class SlmActivities:
     async def complete(self, request: CompletionRequest) -> Completion:
         started = time.perf_counter()
         heartbeats = asyncio.create_task(_heartbeat_until_done())
-        try:
-            if request.stream is None:
-                completion = await self._whole(request)
-            else:
-                completion = await self._streamed(request, request.stream)
-        finally:
-            heartbeats.cancel()
+        # The OpenAI SDK speaks httpx2, which no instrumentation sees: the call's client span
+        # (GenAI conventions) is made here, and its traceparent goes to the server.
+        with _tracer.start_as_current_span(f"chat {self._model}", kind=SpanKind.CLIENT) as span:
+            span.set_attributes(
+                {
+                    "gen_ai.operation.name": "chat",
+                    "gen_ai.request.model": self._model,
+                    "gen_ai.request.max_tokens": request.max_tokens,
+                }
+            )
+            headers = dict(request.headers)
+            inject(headers)
+            try:
+                if request.stream is None:
+                    completion = await self._whole(request, headers)
+                else:
+                    completion = await self._streamed(request, headers, request.stream)
+            finally:
+                heartbeats.cancel()
+            span.set_attributes(
+                {
+                    "gen_ai.usage.input_tokens": completion.prompt_tokens,
+                    "gen_ai.usage.output_tokens": completion.completion_tokens,
+                    "gen_ai.response.finish_reasons": [completion.finish_reason],
+                }
+            )
         completion.duration_seconds = time.perf_counter() - started
         if completion.verdict is None:  # a refused window already decided
             asked = [m.content for m in request.messages if m.role == "user"][-1:]
             completion.verdict = await self._moderator.check(completion.text, "output", asked)
         return completion
 
-    async def _whole(self, request: CompletionRequest) -> Completion:
+    async def _whole(self, request: CompletionRequest, headers: dict[str, str]) -> Completion:
         response = await self._client.chat.completions.create(
             model=self._model,
             messages=_messages(request),
             max_tokens=request.max_tokens,
             temperature=request.temperature,
-            extra_headers=request.headers,
+            extra_headers=headers,
         )
         choice, usage = response.choices[0], response.usage
         return Completion(
@@ -128,7 +151,9 @@ class SlmActivities:
             finish_reason=choice.finish_reason or "stop",
         )
 
-    async def _streamed(self, request: CompletionRequest, target: StreamTarget) -> Completion:
+    async def _streamed(
+        self, request: CompletionRequest, headers: dict[str, str], target: StreamTarget
+    ) -> Completion:
         attempt = activity.info().attempt
         await self._streams.append(target, [], attempt, opening=request.opening)
         if attempt > 1:  # the reader drops what an earlier attempt sent
@@ -138,7 +163,7 @@ class SlmActivities:
             messages=_messages(request),
             max_tokens=request.max_tokens,
             temperature=request.temperature,
-            extra_headers=request.headers,
+            extra_headers=headers,
             stream=True,
             stream_options={"include_usage": True},
         )

@@ -6,9 +6,10 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from api.auth import TokenVerifier
-from api.middleware import BodyLimitMiddleware, TraceMiddleware
+from api.middleware import BodyLimitMiddleware, RequestMiddleware
 from api.openapi import openapi_document
 from api.policy import PolicyMiddleware
 from api.problems import install_handlers
@@ -17,7 +18,6 @@ from core.clients import Clients
 from core.policy import load_policy
 from core.policy_registry import ActivePolicy
 from core.settings import Settings
-from core.telemetry import configure_tracing
 
 MAX_BODY_BYTES = 64 * 1024
 
@@ -50,10 +50,14 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(conversations.router)
     app.include_router(streams.router)
     app.include_router(training.router)
-    # The middleware added last wraps the others: tracing outermost, so even a 413 has its
-    # trace id; then the policy check, which refuses a mismatch before anything starts; then
-    # the body limit, which refuses before anything parses the body.
+    # The middleware added last wraps the others: the request's trace id outermost, so even
+    # a 413 has it; then the policy check, which refuses a mismatch before anything starts;
+    # then the body limit, which refuses before anything parses the body.
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(PolicyMiddleware)
-    app.add_middleware(TraceMiddleware, tracer=configure_tracing("orchestrator-api"))
+    app.add_middleware(RequestMiddleware)
+    # Around all of them, the request's span (recorded and exported where the process
+    # configured tracing: api/server.py). A streamed reply sends once per token: a span per
+    # send would outnumber the turn's own.
+    FastAPIInstrumentor.instrument_app(app, exclude_spans=["receive", "send"])
     return app

@@ -1,8 +1,10 @@
 """Pure ASGI middleware (no BaseHTTPMiddleware, so streamed responses pass untouched).
 
-`TraceMiddleware` is the outermost layer: it gives every request a span and a trace id,
-stamps `X-Trace-Id` on every response, turns anything that escaped the app into a
-problem+json 500, and records the request metrics and log line.
+OpenTelemetry's FastAPI instrumentation wraps them all: it opens the request's server span
+(named by route template, continuing an incoming `traceparent`). Inside it,
+`RequestMiddleware` gives the request that span's trace id, stamps `X-Trace-Id` on every
+response, turns anything that escaped the app into a problem+json 500, and records the
+request metrics and log line.
 `BodyLimitMiddleware` refuses bodies over the limit before anything parses them.
 """
 
@@ -13,8 +15,6 @@ import time
 import uuid
 
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
-from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -25,33 +25,25 @@ from core.errors import OrchestratorError, PayloadTooLarge
 from core.telemetry import session_id_var, tenant_var, trace_id_var
 
 log = logging.getLogger("orchestrator.api")
-_propagator = TraceContextTextMapPropagator()
 
 
-class TraceMiddleware:
-    def __init__(self, app: ASGIApp, tracer: trace.Tracer) -> None:
+class RequestMiddleware:
+    def __init__(self, app: ASGIApp) -> None:
         self.app = app
-        self.tracer = tracer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        carrier = {"traceparent": Headers(scope=scope).get("traceparent", "")}
-        # Named by its method alone until routing names the route template it matched.
-        with self.tracer.start_as_current_span(
-            scope["method"], context=_propagator.extract(carrier), kind=SpanKind.SERVER
-        ) as span:
-            context = span.get_span_context()
-            trace_id = format(context.trace_id, "032x") if context.is_valid else uuid.uuid4().hex
-            tokens = (trace_id_var.set(trace_id), session_id_var.set(""), tenant_var.set(""))
-            try:
-                await self._traced(scope, receive, send, trace_id)
-            finally:
-                span.update_name(f"{scope['method']} {_route(scope)}")
-                trace_id_var.reset(tokens[0])
-                session_id_var.reset(tokens[1])
-                tenant_var.reset(tokens[2])
+        context = trace.get_current_span().get_span_context()
+        trace_id = format(context.trace_id, "032x") if context.is_valid else uuid.uuid4().hex
+        tokens = (trace_id_var.set(trace_id), session_id_var.set(""), tenant_var.set(""))
+        try:
+            await self._traced(scope, receive, send, trace_id)
+        finally:
+            trace_id_var.reset(tokens[0])
+            session_id_var.reset(tokens[1])
+            tenant_var.reset(tokens[2])
 
     async def _traced(self, scope: Scope, receive: Receive, send: Send, trace_id: str) -> None:
         started = time.perf_counter()

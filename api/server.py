@@ -6,15 +6,19 @@ import uvicorn
 
 from api.app import create_app
 from core.settings import Settings
+from core.telemetry import configure_tracing
 
 
 def serve(settings: Settings) -> None:
+    # The process's tracing (provider, exporters, client instrumentations) before the app
+    # that makes spans.
+    configure_tracing("orchestrator-api")
     uvicorn.run(
         create_app(settings),
         host=settings.api_host,
         port=settings.api_port,
         log_config=None,  # keep the JSON handler configure_logging installed
-        access_log=False,  # TraceMiddleware logs each request with its trace id
+        access_log=False,  # RequestMiddleware logs each request with its trace id
         timeout_graceful_shutdown=10,
         proxy_headers=True,
     )

@@ -12,12 +12,16 @@ import sys
 from contextvars import ContextVar
 
 from opentelemetry import trace
+from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
+from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
+from opentelemetry.instrumentation.redis import RedisInstrumentor
 from opentelemetry.propagate import inject
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter, SpanExporter
 from pythonjsonlogger.core import RESERVED_ATTRS
 from pythonjsonlogger.json import JsonFormatter
+from temporalio import activity
 
 from core.settings import ConfigurationError
 
@@ -27,11 +31,35 @@ tenant_var: ContextVar[str] = ContextVar("tenant", default="")
 
 
 class _ContextFilter(logging.Filter):
+    """Stamps each record with the ids that join it to its turn: the trace and span ids of
+    the active span (else the request's trace id), and the session and tenant, from the
+    API's request or from the workflow a worker's record comes from."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        record.trace_id = getattr(record, "trace_id", None) or trace_id_var.get()
-        record.session_id = getattr(record, "session_id", None) or session_id_var.get()
-        record.tenant = getattr(record, "tenant", None) or tenant_var.get()
+        span = trace.get_current_span().get_span_context()
+        trace_id = format(span.trace_id, "032x") if span.is_valid else trace_id_var.get()
+        tenant, session_id = _workflow_owner(record)
+        record.trace_id = getattr(record, "trace_id", None) or trace_id
+        record.span_id = getattr(record, "span_id", None) or (
+            format(span.span_id, "016x") if span.is_valid else ""
+        )
+        record.session_id = (
+            getattr(record, "session_id", None) or session_id_var.get() or session_id
+        )
+        record.tenant = getattr(record, "tenant", None) or tenant_var.get() or tenant
         return True
+
+
+def _workflow_owner(record: logging.LogRecord) -> tuple[str, str]:
+    """(tenant, session id) of the workflow behind a worker's record, from its id:
+    `conversation:<tenant>:<session id>` or `training:<tenant>`."""
+    info = getattr(record, "temporal_workflow", None) or getattr(record, "temporal_activity", None)  # fmt: skip
+    workflow_id = str(info.get("workflow_id", "")) if isinstance(info, dict) else ""
+    if not workflow_id and activity.in_activity():
+        workflow_id = activity.info().workflow_id or ""
+    kind, _, owner = workflow_id.partition(":")
+    tenant, _, session_id = owner.partition(":")
+    return (tenant, session_id) if kind in ("conversation", "training") else ("", "")
 
 
 def configure_logging(level: str = "INFO", service: str = "orchestrator") -> None:
@@ -56,16 +84,21 @@ def configure_logging(level: str = "INFO", service: str = "orchestrator") -> Non
         logging.getLogger(name).propagate = True
     # Our own middleware logs each request with its trace id; uvicorn's access line has none.
     logging.getLogger("uvicorn.access").disabled = True
-    # One line per outgoing HTTP call (every readiness probe) is noise at INFO.
+    # One line per outgoing HTTP call (every readiness probe, every SLM call: the OpenAI SDK
+    # speaks httpx2) is noise at INFO; the call's span holds it.
     logging.getLogger("httpx").setLevel(logging.WARNING)
+    logging.getLogger("httpx2").setLevel(logging.WARNING)
 
 
 def configure_tracing(service: str) -> trace.Tracer:
     """Install the SDK tracer provider once per process and return a tracer for `service`.
 
-    Spans are created and propagated (W3C traceparent) everywhere. They are exported only
-    when the standard OpenTelemetry environment asks for it (see `span_exporters`);
-    `OTEL_SERVICE_NAME` overrides `service`.
+    Spans are created and propagated (W3C traceparent) everywhere: by Temporal's interceptor,
+    the API's FastAPI instrumentation (see api/app.py), and here, once, the client
+    instrumentations of what a turn calls: httpx (the SLM, with `traceparent` sent to it),
+    Redis, and the Kafka producer (a producer span, `traceparent` in the record's headers).
+    They are exported only when the standard OpenTelemetry environment asks for it (see
+    `span_exporters`); `OTEL_SERVICE_NAME` overrides `service`.
     """
     if not isinstance(trace.get_tracer_provider(), TracerProvider):
         name = os.environ.get("OTEL_SERVICE_NAME") or service
@@ -73,6 +106,8 @@ def configure_tracing(service: str) -> trace.Tracer:
         for exporter in span_exporters():
             provider.add_span_processor(BatchSpanProcessor(exporter))
         trace.set_tracer_provider(provider)
+        for instrumentor in (HTTPXClientInstrumentor(), RedisInstrumentor(), AIOKafkaInstrumentor()):  # fmt: skip
+            instrumentor.instrument()
     return trace.get_tracer(service)
 
 

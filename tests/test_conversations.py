@@ -76,6 +76,8 @@ async def test_a_turn_gets_a_reply_recorded_everywhere_alike(
     assert event["data"]["trace_id"] == body["trace_id"]
     assert event["data"]["metadata"] == {"channel": "web", "client": {"version": "2.4"}}
     assert event["traceparent"].split("-")[1] == body["trace_id"]
+    # The producer span's own traceparent, in the same trace.
+    assert event["_headers"]["traceparent"].split("-")[1] == body["trace_id"]
     assert event["_headers"]["event_id"] == event["id"]
     assert event["_headers"]["policy_verdict"] == "allow"
     assert event["_headers"]["constitution_hash"] == body["verdict"]["constitution_hash"]

@@ -214,6 +214,20 @@ class Turn:
         )
         if self._stream is not None:
             await self._stream.end(closing(result))
+        # One line per turn, joined to its trace; never the message or the reply.
+        workflow.logger.info(
+            "turn %s %s",
+            self.number,
+            status,
+            extra={
+                "trace_id": self._request.trace_id,
+                "turn": self.number,
+                "status": status,
+                "decision": verdict.decision,
+                "category": verdict.category,
+                "completion_tokens": usage.completion_tokens,
+            },
+        )
         return result
 
     def _ended(self, status: str, reply: str, verdict: Verdict, usage: Usage) -> TurnRecord:

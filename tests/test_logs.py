@@ -1,0 +1,62 @@
+"""Log lines join their turn: JSON from the API and the worker, with the turn's trace id,
+the span id of what was running, the session and the tenant; never the message or the
+reply (docs/operations.md, Logs)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from deploy.stack import EmbeddedStack
+
+SPAN_ID = re.compile(r"^[0-9a-f]{16}$")
+
+
+def _lines(path: Path) -> list[dict[str, Any]]:
+    """Every line of a service's log, each of which must be one JSON object."""
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+async def test_both_processes_log_a_turn_joined_to_its_trace_without_its_text(
+    stack: EmbeddedStack, api: httpx.AsyncClient, token: Callable[..., str]
+) -> None:
+    session = f"s-{uuid.uuid4().hex[:12]}"
+    canary = f"zebracanary{uuid.uuid4().hex[:6]}"
+    response = await api.post(
+        "/v1/conversation/step",
+        json={"session_id": session, "message": f"Say the word {canary} back to me."},
+        headers={"Authorization": f"Bearer {token('acme', 'user')}"},
+    )
+    assert response.status_code == 200, response.text
+    trace_id, reply = response.headers["x-trace-id"], response.json()["reply"]
+    logs = stack.data_dir / "logs"
+    worker_lines: list[dict[str, Any]] = []
+    for _ in range(50):  # the worker writes its line as the turn ends, maybe a moment later
+        worker_lines = [r for r in _lines(logs / "worker.log") if r.get("trace_id") == trace_id]
+        if any(r["message"] == "turn 1 completed" for r in worker_lines):
+            break
+        await asyncio.sleep(0.1)
+    api_lines = [r for r in _lines(logs / "api.log") if r.get("trace_id") == trace_id]
+
+    request_line = next(r for r in api_lines if r["message"].startswith("POST /v1/conversation/step"))  # fmt: skip
+    assert request_line["service"] == "orchestrator-api"
+    assert SPAN_ID.match(request_line["span_id"])
+    assert (request_line["session_id"], request_line["tenant"]) == (session, "acme")
+
+    turn_line = next(r for r in worker_lines if r["message"] == "turn 1 completed")
+    assert turn_line["service"] == "orchestrator-worker"
+    assert (turn_line["session_id"], turn_line["tenant"], turn_line["turn"]) == (session, "acme", 1)
+    assert turn_line["decision"] == "allow" and SPAN_ID.match(turn_line["span_id"])
+
+    for service in ("api", "worker", "slm"):
+        text = (logs / f"{service}.log").read_text()
+        assert canary not in text, f"{service}.log holds the message"
+    for service in ("api", "worker"):
+        assert not reply.strip() or reply.strip() not in (logs / f"{service}.log").read_text()
