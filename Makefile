@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev services test bench bench-ttft bench-moderation lint clean
+.PHONY: dev services test promtool bench bench-ttft bench-moderation lint clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,17 @@ dev: $(STAMP)
 services: $(STAMP)
 	$(BIN)/orchestrator dev --services
 
-test: $(STAMP)
+test: $(STAMP) promtool
 	$(BIN)/pytest
+
+# promtool checks and unit-tests the alert rules (tests/test_monitoring.py); it comes with
+# Debian's prometheus package (whose server is not started).
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+promtool:
+	@command -v promtool >/dev/null || { \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $(SUDO) apt-get install -y --no-install-recommends prometheus \
+	  || { $(SUDO) apt-get update && $(SUDO) apt-get install -y --no-install-recommends prometheus; }; }
 
 bench: $(STAMP)
 	$(BIN)/python -m bench

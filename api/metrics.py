@@ -58,6 +58,11 @@ STREAM_LAG = Histogram(
     "Streamed turns: from an event's append to its Redis Stream to its relay to a client.",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1, 5, 30),
 )
+DEPENDENCY_READY = Gauge(
+    "orchestrator_dependency_ready",
+    "1 when the dependency answered the last readiness check (GET /readyz), else 0.",
+    ["dependency"],
+)
 TRAINING_MODE_STATE = Gauge(
     "training_mode_state",
     "1 while the tenant's training mode is on (its lease is live in Redis), else 0.",

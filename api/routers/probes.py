@@ -9,7 +9,7 @@ from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import ClientsDep
-from api.metrics import refresh_training_state
+from api.metrics import DEPENDENCY_READY, refresh_training_state
 from api.problems import problem
 from core import readiness
 
@@ -24,6 +24,8 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz", responses={503: {"description": "a dependency does not answer"}})
 async def readyz(clients: ClientsDep) -> Response:
     results = await readiness.check_all(clients)
+    for name, result in results.items():
+        DEPENDENCY_READY.labels(dependency=name).set(1 if result.ok else 0)
     dependencies = {name: asdict(result) for name, result in results.items()}
     failing = [name for name, result in results.items() if not result.ok]
     if failing:
