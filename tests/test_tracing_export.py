@@ -3,7 +3,8 @@ standard OpenTelemetry environment names an endpoint (docs/operations.md, Traces
 
 A small OTLP receiver runs in the test; the API and the worker are restarted with
 `OTEL_EXPORTER_OTLP_ENDPOINT` pointing at it, one turn is taken, and both processes' spans
-of that turn arrive under the trace id the client got in `X-Trace-Id`.
+of that turn arrive under the trace id of the `traceparent` the client sent, which is also
+the `X-Trace-Id` it got back.
 """
 
 from __future__ import annotations
@@ -134,14 +135,19 @@ async def test_spans_of_both_processes_reach_an_otlp_endpoint(
     }
     await _restart_product(stack, exporting)
     try:
+        # The caller's own trace, continued from the request to the event.
+        trace_id = uuid.uuid4().hex
         async with httpx.AsyncClient(base_url=api_url, timeout=60) as client:
             response = await client.post(
                 "/v1/conversation/step",
                 json={"session_id": f"s-{uuid.uuid4().hex[:12]}", "message": "Name a fruit."},
-                headers={"Authorization": f"Bearer {token('acme', 'user')}"},
+                headers={
+                    "Authorization": f"Bearer {token('acme', 'user')}",
+                    "traceparent": f"00-{trace_id}-{uuid.uuid4().hex[:16]}-01",
+                },
             )
         assert response.status_code == 200, response.text
-        trace_id = response.headers["x-trace-id"]
+        assert response.headers["x-trace-id"] == trace_id
         wanted = {
             ("orchestrator-api", "POST /v1/conversation/step"),  # named by route template
             ("orchestrator-api", "StartUpdateWithStartWorkflow:ConversationWorkflow"),
