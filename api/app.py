@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from api.auth import TokenVerifier
+from api.metrics import MetricsListener
 from api.middleware import BodyLimitMiddleware, RequestMiddleware
 from api.openapi import openapi_document
 from api.policy import PolicyMiddleware
@@ -27,9 +28,13 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.clients = await Clients.open(settings)
         app.state.active_policy = ActivePolicy(app.state.clients.redis, policy)
+        redis = app.state.clients.redis
+        metrics = MetricsListener(settings, redis) if settings.metrics_address else None
         try:
             yield
         finally:
+            if metrics is not None:
+                await metrics.close()
             await app.state.clients.close()
 
     app = FastAPI(

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from redis.asyncio import Redis
 
 from activities.training_lock import TENANTS_KEY, lock_key
+from core.settings import ConfigurationError, Settings
 
 log = logging.getLogger("orchestrator.api")
 
@@ -88,3 +90,36 @@ async def refresh_training_state(redis: Redis, timeout: float) -> None:
         return
     for tenant, exists in zip(tenants, live, strict=True):
         TRAINING_MODE_STATE.labels(tenant=tenant).set(1 if exists else 0)
+
+
+class MetricsListener:
+    """/metrics on its own address (ORCH_METRICS_ADDRESS), off the public port.
+
+    prometheus_client serves it from a thread, which cannot read Redis at scrape time, so
+    the training gauge is refreshed every `REFRESH_SECONDS` instead.
+    """
+
+    REFRESH_SECONDS = 5.0
+
+    def __init__(self, settings: Settings, redis: Redis) -> None:
+        address, timeout = settings.metrics_address, settings.readiness_timeout_seconds
+        host, _, port = address.rpartition(":")
+        try:
+            self._server, _ = start_http_server(int(port), host)
+        except OSError as error:
+            raise ConfigurationError(
+                f"ORCH_METRICS_ADDRESS: cannot listen on {address}: {error}"
+            ) from None
+        self._refresh = asyncio.create_task(self._refresh_forever(redis, timeout))
+
+    async def _refresh_forever(self, redis: Redis, timeout: float) -> None:
+        while True:
+            await refresh_training_state(redis, timeout)
+            await asyncio.sleep(self.REFRESH_SECONDS)
+
+    async def close(self) -> None:
+        self._refresh.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._refresh
+        self._server.shutdown()
+        self._server.server_close()

@@ -83,10 +83,13 @@ class Settings(BaseSettings):
 
     #: Where the worker exposes the Temporal SDK's Prometheus metrics; empty turns it off.
     worker_metrics_address: str = "127.0.0.1:9464"
+    #: Where the API serves /metrics instead of its public port (the metrics name tenants);
+    #: empty: on the public port, as GET /metrics.
+    metrics_address: str = ""
     readiness_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
     log_level: str = "INFO"
 
-    @field_validator("temporal_address", "worker_metrics_address")
+    @field_validator("temporal_address", "worker_metrics_address", "metrics_address")
     @classmethod
     def _host_port(cls, value: str) -> str:
         return value if value == "" else _check_host_port(value)

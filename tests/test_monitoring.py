@@ -4,6 +4,7 @@ the dashboard read exported by the API or the worker (docs/operations.md, Alerts
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import shutil
@@ -15,9 +16,12 @@ from typing import Any
 
 import httpx
 import pytest
+import uvicorn
 import yaml
 
+from api.app import create_app
 from core.settings import Settings
+from deploy.services import free_ports
 
 MONITORING = Path(__file__).parent.parent / "deploy" / "monitoring"
 RUNBOOKS = Path(__file__).parent.parent / "docs" / "operations.md"
@@ -109,3 +113,46 @@ async def test_every_metric_the_rules_and_dashboard_read_is_exported(
     read = {name for expr in expressions for name in METRIC.findall(expr)}
     assert read, "no metric found in the rules and the dashboard"
     assert read <= exported, f"read but not exported: {sorted(read - exported)}"
+
+
+async def test_metrics_move_off_the_public_port_when_asked(
+    settings: Settings, api_url: str, token: Callable[..., str]
+) -> None:
+    port, metrics_port = free_ports(2)
+    apart = settings.model_copy(update={"metrics_address": f"127.0.0.1:{metrics_port}"})
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(apart), host="127.0.0.1", port=port, log_config=None)
+    )
+    serving = asyncio.create_task(server.serve())
+    try:
+        while not server.started:
+            await asyncio.sleep(0.05)
+        async with httpx.AsyncClient(timeout=10) as client:
+            enable = await client.post(
+                f"http://127.0.0.1:{port}/v1/training/enable",
+                json={"ttl_seconds": 60, "reason": "metrics apart"},
+                headers={"Authorization": f"Bearer {token('metrics-apart', 'admin')}"},
+            )
+            assert enable.status_code == 200, enable.text
+            public = await client.get(f"http://127.0.0.1:{port}/metrics")
+            assert public.status_code == 404
+            assert public.headers["content-type"] == "application/problem+json"
+            assert "ORCH_METRICS_ADDRESS" in public.json()["detail"]
+            lease = 'training_mode_state{tenant="metrics-apart"} 1.0'
+            for _ in range(100):  # the gauge is refreshed every few seconds there
+                scraped = await client.get(f"http://127.0.0.1:{metrics_port}/metrics")
+                assert scraped.status_code == 200
+                if lease in scraped.text:
+                    break
+                await asyncio.sleep(0.1)
+        assert lease in scraped.text
+        assert 'orchestrator_requests_total{decision="allowed",route="/v1/training/enable"}' in scraped.text  # fmt: skip
+    finally:
+        server.should_exit = True
+        await serving
+        async with httpx.AsyncClient(timeout=10) as client:
+            await client.post(
+                f"{api_url}/v1/training/disable",
+                json={"reason": "test over"},
+                headers={"Authorization": f"Bearer {token('metrics-apart', 'admin')}"},
+            )

@@ -12,6 +12,7 @@ from api.deps import ClientsDep
 from api.metrics import DEPENDENCY_READY, refresh_training_state
 from api.problems import problem
 from core import readiness
+from core.errors import NotFound
 
 router = APIRouter(tags=["probes"])
 
@@ -40,7 +41,9 @@ async def readyz(clients: ClientsDep) -> Response:
     return JSONResponse({"status": "ready", "dependencies": dependencies})
 
 
-@router.get("/metrics")
+@router.get("/metrics", responses={404: {"description": "served on ORCH_METRICS_ADDRESS"}})
 async def metrics(clients: ClientsDep) -> Response:
+    if clients.settings.metrics_address:
+        raise NotFound("Metrics are served on ORCH_METRICS_ADDRESS, not on the public port.")
     await refresh_training_state(clients.redis, clients.settings.readiness_timeout_seconds)
     return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
