@@ -23,6 +23,7 @@ every layer (guard models included), so nothing wider than a window slips by.
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 import time
 from dataclasses import dataclass, field
@@ -39,6 +40,7 @@ from activities.moderation import Moderator, Verdict
 from activities.turn_stream import StreamEvent, StreamTarget, TurnStreams
 from core.settings import Settings
 
+log = logging.getLogger("orchestrator.slm")
 _tracer = trace.get_tracer("orchestrator.slm")
 #: Often enough that a cancellation reaches the call within a second (the SLM worker sends
 #: heartbeats on at most every half second; see worker/main.py).
@@ -88,6 +90,7 @@ class SlmActivities:
     def __init__(self, settings: Settings, moderator: Moderator, streams: TurnStreams) -> None:
         self._moderator = moderator
         self._model = settings.slm_model
+        self._log_content = settings.log_content
         self._streams = streams
         self._client = AsyncOpenAI(
             base_url=settings.slm_url,
@@ -130,9 +133,12 @@ class SlmActivities:
                 }
             )
         completion.duration_seconds = time.perf_counter() - started
+        asked = [m.content for m in request.messages if m.role == "user"][-1:]
         if completion.verdict is None:  # a refused window already decided
-            asked = [m.content for m in request.messages if m.role == "user"][-1:]
             completion.verdict = await self._moderator.check(completion.text, "output", asked)
+        if self._log_content:
+            content = {"user_message": asked[0] if asked else "", "reply": completion.text}
+            log.info("slm reply", extra=content)
         return completion
 
     async def _whole(self, request: CompletionRequest, headers: dict[str, str]) -> Completion:

@@ -88,6 +88,9 @@ class Settings(BaseSettings):
     metrics_address: str = ""
     readiness_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
     log_level: str = "INFO"
+    #: Log each SLM call's last message and its reply (after PII redaction), for debugging;
+    #: off, no log line holds what users wrote or were answered.
+    log_content: bool = False
 
     @field_validator("temporal_address", "worker_metrics_address", "metrics_address")
     @classmethod

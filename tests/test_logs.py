@@ -60,3 +60,31 @@ async def test_both_processes_log_a_turn_joined_to_its_trace_without_its_text(
         assert canary not in text, f"{service}.log holds the message"
     for service in ("api", "worker"):
         assert not reply.strip() or reply.strip() not in (logs / f"{service}.log").read_text()
+
+
+async def test_content_is_logged_only_when_asked(
+    stack: EmbeddedStack, api: httpx.AsyncClient, token: Callable[..., str]
+) -> None:
+    original = dict(stack.environment)
+    await stack.stop(("worker",))
+    stack.environment = {**original, "ORCH_LOG_CONTENT": "true"}
+    await stack.start(("worker",))
+    try:
+        canary = f"zebracanary{uuid.uuid4().hex[:6]}"
+        response = await api.post(
+            "/v1/conversation/step",
+            json={"session_id": f"s-{uuid.uuid4().hex[:12]}", "message": f"Spell {canary}."},
+            headers={"Authorization": f"Bearer {token('acme', 'user')}"},
+        )
+        assert response.status_code == 200, response.text
+        trace_id, reply = response.headers["x-trace-id"], response.json()["reply"]
+        lines = [
+            r
+            for r in _lines(stack.data_dir / "logs" / "worker.log")
+            if r.get("trace_id") == trace_id and r["message"] == "slm reply"
+        ]
+        assert [(r["user_message"], r["reply"]) for r in lines] == [(f"Spell {canary}.", reply)]
+    finally:
+        await stack.stop(("worker",))
+        stack.environment = original
+        await stack.start(("worker",))
