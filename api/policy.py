@@ -23,7 +23,10 @@ class PolicyMiddleware:
             await self.app(scope, receive, send)
             return
         active: ActivePolicy = scope["app"].state.active_policy  # opened in the lifespan
-        identity = await active.identity()
+        # Probes and documents answer from the process alone: a slow Redis must not fail
+        # liveness. They carry the last known policy; /v1 requests read the current one.
+        v1 = scope["path"].startswith("/v1/")
+        identity = await active.identity() if v1 else active.last_known()
         version, digest = identity["policy_version"], identity["constitution_hash"]
 
         async def send_with_policy(message: Message) -> None:
@@ -39,7 +42,7 @@ class PolicyMiddleware:
         mismatch = (wanted_version is not None and wanted_version != version) or (
             wanted_hash is not None and wanted_hash.lower() != digest
         )
-        if mismatch and scope["path"].startswith("/v1/"):
+        if mismatch and v1:
             scope.setdefault("state", {})["decision"] = "policy_mismatch"
             error = PolicyMismatch(
                 f"The active policy is {version} ({digest}); refresh your policy and retry.",

@@ -47,6 +47,10 @@ class ActivePolicy:
         self._cached = self._own
         self._expires = 0.0
 
+    def last_known(self) -> dict[str, str]:
+        """The identity read last (or our own), without asking Redis."""
+        return self._cached
+
     async def identity(self) -> dict[str, str]:
         if time.monotonic() >= self._expires:
             try:

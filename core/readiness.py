@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient
 
 from core.clients import Clients
+from core.settings import DEPENDENCIES
 
 
 @dataclass(frozen=True)
@@ -66,9 +67,14 @@ async def check(clients: Clients, name: str) -> CheckResult:
     return CheckResult(True, _elapsed_ms(started))
 
 
-async def check_all(clients: Clients) -> dict[str, CheckResult]:
-    results = await asyncio.gather(*(check(clients, name) for name in CHECKS))
-    return dict(zip(CHECKS, results, strict=True))
+assert tuple(CHECKS) == DEPENDENCIES
+
+
+async def check_all(
+    clients: Clients, names: tuple[str, ...] = DEPENDENCIES
+) -> dict[str, CheckResult]:
+    results = await asyncio.gather(*(check(clients, name) for name in names))
+    return dict(zip(names, results, strict=True))
 
 
 def _elapsed_ms(started: float) -> float:

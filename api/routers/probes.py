@@ -24,7 +24,7 @@ async def healthz() -> dict[str, str]:
 
 @router.get("/readyz", responses={503: {"description": "a dependency does not answer"}})
 async def readyz(clients: ClientsDep) -> Response:
-    results = await readiness.check_all(clients)
+    results = await readiness.check_all(clients, clients.settings.readiness_checks)
     for name, result in results.items():
         DEPENDENCY_READY.labels(dependency=name).set(1 if result.ok else 0)
     dependencies = {name: asdict(result) for name, result in results.items()}
