@@ -20,6 +20,7 @@ from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
 from temporalio import activity
 from temporalio.common import MetricMeter
 
+from core.connections import kafka_options
 from core.settings import Settings
 
 log = logging.getLogger("orchestrator.events")
@@ -72,9 +73,9 @@ class EventPublisher:
     async def _connected(self) -> tuple[AIOKafkaProducer, AIOKafkaAdminClient]:
         async with self._lock:
             if self._clients is None:
-                admin = AIOKafkaAdminClient(bootstrap_servers=self._settings.kafka_bootstrap)
+                admin = AIOKafkaAdminClient(**kafka_options(self._settings))
                 producer = AIOKafkaProducer(
-                    bootstrap_servers=self._settings.kafka_bootstrap,
+                    **kafka_options(self._settings),
                     enable_idempotence=self._settings.kafka_idempotence,
                     acks="all",
                     request_timeout_ms=10_000,
@@ -110,15 +111,22 @@ def _headers(headers: dict[str, str]) -> list[tuple[str, bytes]]:
     return [(k, v.encode()) for k, v in headers.items() if not (traced and k == "traceparent")]
 
 
+def new_topic(name: str, settings: Settings) -> NewTopic:
+    """A topic as the settings shape it: partitions, replication factor, retention."""
+    retention = settings.kafka_topic_retention_ms
+    return NewTopic(
+        name,
+        num_partitions=settings.kafka_topic_partitions,
+        replication_factor=settings.kafka_topic_replication_factor,
+        topic_configs={} if retention is None else {"retention.ms": str(retention)},
+    )
+
+
 async def ensure_topics(admin: AIOKafkaAdminClient, settings: Settings) -> None:
     """Create the event topics (docs/interface.md, section 5) if the cluster does not have them."""
     existing = set(await admin.list_topics())
     wanted = [settings.conversation_events_topic, settings.training_audit_topic]
-    missing = [
-        NewTopic(name, num_partitions=1, replication_factor=1)
-        for name in wanted
-        if name not in existing
-    ]
+    missing = [new_topic(name, settings) for name in wanted if name not in existing]
     if missing:
         with contextlib.suppress(TopicAlreadyExistsError):  # another process was first
             await admin.create_topics(missing)

@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import httpx
 from redis.asyncio import Redis
 from temporalio.client import Client
-from temporalio.contrib.opentelemetry import TracingInterceptor
 
+from core.connections import connect_temporal
 from core.settings import Settings
 
 
@@ -22,13 +22,7 @@ class Clients:
     @classmethod
     async def open(cls, settings: Settings) -> Clients:
         # lazy: the API must start (and answer /readyz 503) while Temporal is still down.
-        temporal = await Client.connect(
-            settings.temporal_address,
-            namespace=settings.temporal_namespace,
-            lazy=True,
-            # Spans flow from the API request into the workflow and its activities.
-            interceptors=[TracingInterceptor()],
-        )
+        temporal = await connect_temporal(settings, lazy=True)
         timeout = settings.readiness_timeout_seconds
         http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=timeout))
         return cls(settings=settings, temporal=temporal, redis=open_redis(settings), http=http)

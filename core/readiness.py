@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from aiokafka.admin import AIOKafkaAdminClient
 
 from core.clients import Clients
+from core.connections import kafka_options
 from core.settings import DEPENDENCIES
 
 
@@ -35,9 +36,7 @@ async def _redis(clients: Clients) -> None:
 
 async def _kafka(clients: Clients) -> None:
     timeout_ms = int(clients.settings.readiness_timeout_seconds * 1000)
-    admin = AIOKafkaAdminClient(
-        bootstrap_servers=clients.settings.kafka_bootstrap, request_timeout_ms=timeout_ms
-    )
+    admin = AIOKafkaAdminClient(**kafka_options(clients.settings), request_timeout_ms=timeout_ms)
     try:
         await admin.start()  # bootstraps: connects and reads the cluster metadata
     finally:

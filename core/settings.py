@@ -5,9 +5,16 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Literal
 
-from pydantic import AnyHttpUrl, Field, RedisDsn, ValidationError, field_validator
+from pydantic import (
+    AnyHttpUrl,
+    Field,
+    RedisDsn,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 Port = Annotated[int, Field(ge=1, le=65535)]
@@ -46,6 +53,18 @@ class Settings(BaseSettings):
     kafka_bootstrap: str = "127.0.0.1:9092"
     #: Idempotent producing needs broker support: on for Kafka, off for the embedded broker.
     kafka_idempotence: bool = True
+    #: How the clients talk to the brokers (core/connections.py): SASL mechanisms with a
+    #: username and a password read from a file (a mounted Secret), TLS against a CA file.
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"  # fmt: skip
+    kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
+    kafka_sasl_username: str = ""
+    kafka_sasl_password_file: Path | None = Field(default=None, validate_default=True)
+    kafka_ssl_cafile: Path | None = None
+    #: The event topics, as created when absent (by the worker, or `orchestrator setup`).
+    kafka_topic_partitions: int = Field(default=1, ge=1, le=10_000)
+    kafka_topic_replication_factor: int = Field(default=1, ge=1, le=32)
+    #: retention.ms of the topics; empty: the broker's default.
+    kafka_topic_retention_ms: int | None = Field(default=None, ge=-1)
     conversation_events_topic: str = Field(default="conversation.events", min_length=1)
     training_audit_topic: str = Field(default="training.audit", min_length=1)
 
@@ -111,7 +130,7 @@ class Settings(BaseSettings):
             raise ValueError("expected one or more host:port, comma separated")
         return ",".join(_check_host_port(server) for server in servers)
 
-    @field_validator("auth_key_file", "policy_file")
+    @field_validator("auth_key_file", "policy_file", "kafka_sasl_password_file", "kafka_ssl_cafile")
     @classmethod
     def _existing_file(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
@@ -132,6 +151,14 @@ class Settings(BaseSettings):
         if not value or not set(value) <= set(DEPENDENCIES):
             raise ValueError(f"choose one or more of {list(DEPENDENCIES)}")
         return tuple(dict.fromkeys(value))
+
+    @field_validator("kafka_sasl_password_file")
+    @classmethod
+    def _password_for_sasl(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        protocol = str(info.data.get("kafka_security_protocol", ""))
+        if value is None and protocol.startswith("SASL_"):
+            raise ValueError(f"required with ORCH_KAFKA_SECURITY_PROTOCOL={protocol}")
+        return value
 
     @field_validator("log_level")
     @classmethod

@@ -17,7 +17,6 @@ from typing import Any
 
 from temporalio import activity, workflow
 from temporalio.client import Client
-from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
@@ -28,6 +27,7 @@ from activities.training_lock import TrainingLock
 from activities.turn_stream import TurnStreams
 from core import policy_registry
 from core.clients import open_redis
+from core.connections import connect_temporal, temporal_config
 from core.errors import DependencyUnavailable
 from core.moderation.engine import Engine
 from core.policy import load_policy
@@ -56,15 +56,11 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
     activity.logger.activity_info_on_message = False
     runtime = _runtime(settings)
     try:
-        client = await Client.connect(
-            settings.temporal_address,
-            namespace=settings.temporal_namespace,
-            runtime=runtime,
-            interceptors=[TracingInterceptor()],
-        )
+        client = await connect_temporal(settings, runtime=runtime)
     except RuntimeError as error:
+        address = temporal_config(settings)["target_host"]
         raise DependencyUnavailable(
-            f"cannot reach Temporal at {settings.temporal_address} (ORCH_TEMPORAL_ADDRESS): "
+            f"cannot reach Temporal at {address} (ORCH_TEMPORAL_ADDRESS or TEMPORAL_ADDRESS): "
             f"{str(error).split(':')[0]}; start it (make services) or point the setting at it"
         ) from None
     stop = asyncio.Event()
