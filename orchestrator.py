@@ -1,4 +1,4 @@
-"""The `orchestrator` command: dev, api, worker, token (docs/interface.md, section 1).
+"""The `orchestrator` command: dev, api, worker, setup, token (docs/interface.md, section 1).
 
 Every failure a user can hit at start-up (a bad setting, a port in use, a missing server)
 ends the command with one line on stderr that names it, and exit code 2 or 1.
@@ -36,7 +36,7 @@ def _parser() -> argparse.ArgumentParser:
     from deploy.services import DevPorts
 
     parser = argparse.ArgumentParser(
-        prog="orchestrator", description="The SLM orchestrator: dev, api, worker, token."
+        prog="orchestrator", description="The SLM orchestrator: dev, api, worker, setup, token."
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -50,6 +50,11 @@ def _parser() -> argparse.ArgumentParser:
     commands.add_parser("api", help="serve the HTTP API (uvicorn)")
     worker = commands.add_parser("worker", help="run the Temporal worker(s)")
     worker.add_argument("--queue", default=None, help="serve only this task queue")
+
+    setup = commands.add_parser(
+        "setup", help="create or update the namespace, search attributes and topics"
+    )
+    setup.add_argument("--dry-run", action="store_true", help="print the changes, make none")
 
     token = commands.add_parser("token", help="print a signed bearer token for the dev key")
     token.add_argument("--tenant", required=True)
@@ -86,6 +91,10 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
         from worker.main import run_worker
 
         asyncio.run(run_worker(settings, args.queue))
+    elif args.command == "setup":
+        from deploy.setup import run_setup
+
+        asyncio.run(run_setup(settings, args.dry_run))
     elif args.command == "token":
         _token(args, settings)
 

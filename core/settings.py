@@ -45,6 +45,9 @@ class Settings(BaseSettings):
 
     temporal_address: str = "127.0.0.1:7233"
     temporal_namespace: str = Field(default="default", min_length=1)
+    #: How long Temporal keeps closed workflows (`orchestrator setup` sets it): a closed
+    #: session id is refused only while its workflow is retained.
+    temporal_retention_days: int = Field(default=30, ge=1, le=3650)
     task_queue: str = Field(default="orchestrator", min_length=1)
     slm_task_queue: str = Field(default="orchestrator-slm", min_length=1)
 

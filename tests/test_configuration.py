@@ -146,8 +146,8 @@ def test_worker_names_an_unreachable_temporal(run_cli: RunCli) -> None:
     )
     assert result.returncode == 1
     expected = (
-        "orchestrator: cannot reach Temporal at 127.0.0.1:1 (ORCH_TEMPORAL_ADDRESS): "
-        "Failed client connect; start it (make services) or point the setting at it"
+        "orchestrator: cannot reach Temporal at 127.0.0.1:1 "
+        "(ORCH_TEMPORAL_ADDRESS or TEMPORAL_ADDRESS): Failed client connect; start it (make services) or point the setting at it"
     )
     assert result.stderr.strip().splitlines() == [expected]
 

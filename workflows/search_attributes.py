@@ -2,7 +2,7 @@
 workflows in the UI.
 
 `orchestrator dev` registers every one of `ALL` on its Temporal server; a production
-namespace needs them registered once (`temporal operator search-attribute create`).
+namespace needs them registered once: `orchestrator setup` does it (deploy/setup.py).
 """
 
 from __future__ import annotations
