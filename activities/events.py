@@ -10,13 +10,16 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.aiokafka import AIOKafkaInstrumentor
+from opentelemetry.propagate import extract
 from temporalio import activity
 from temporalio.common import MetricMeter
 
@@ -58,12 +61,15 @@ class EventPublisher:
                 # keeps nothing) acknowledges records for a topic it no longer has, and drops them.
                 if request.topic not in await admin.list_topics():
                     await ensure_topics(admin, self._settings)
-                await producer.send_and_wait(
-                    request.topic,
-                    key=request.key.encode(),
-                    value=json.dumps(request.value, separators=(",", ":")).encode(),
-                    headers=_headers(request.headers),
-                )
+                # The producer span joins the event's own trace (its recorded traceparent),
+                # not the workflow run's, which holds the first turn's.
+                with _in_trace_of(request):
+                    await producer.send_and_wait(
+                        request.topic,
+                        key=request.key.encode(),
+                        value=json.dumps(request.value, separators=(",", ":")).encode(),
+                        headers=_headers(request.headers),
+                    )
         except (KafkaError, TimeoutError):
             self._published.add(1, {"topic": request.topic, "outcome": "failed"})
             await self._discard(clients)  # Temporal retries with fresh connections
@@ -102,6 +108,19 @@ async def _stop(producer: AIOKafkaProducer, admin: AIOKafkaAdminClient) -> None:
         await producer.stop()
     with contextlib.suppress(KafkaError, OSError):
         await admin.close()
+
+
+@contextlib.contextmanager
+def _in_trace_of(request: PublishRequest) -> Iterator[None]:
+    traceparent = request.headers.get("traceparent")
+    if not traceparent:
+        yield
+        return
+    token = otel_context.attach(extract({"traceparent": traceparent}))
+    try:
+        yield
+    finally:
+        otel_context.detach(token)
 
 
 def _headers(headers: dict[str, str]) -> list[tuple[str, bytes]]:

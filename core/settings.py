@@ -15,7 +15,7 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 Port = Annotated[int, Field(ge=1, le=65535)]
 
@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     #: The event topics, as created when absent (by the worker, or `orchestrator setup`).
     kafka_topic_partitions: int = Field(default=1, ge=1, le=10_000)
     kafka_topic_replication_factor: int = Field(default=1, ge=1, le=32)
-    #: retention.ms of the topics; empty: the broker's default.
+    #: retention.ms of the topics; unset: the broker's default.
     kafka_topic_retention_ms: int | None = Field(default=None, ge=-1)
     conversation_events_topic: str = Field(default="conversation.events", min_length=1)
     training_audit_topic: str = Field(default="training.audit", min_length=1)
@@ -187,6 +187,11 @@ def load_settings(**overrides: object) -> Settings:
     """Build the settings from the environment, turning validation errors into one line."""
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
+    except SettingsError as error:
+        # A list setting whose value is not JSON: say which and how to write it.
+        field = re.search(r'field "(\w+)"', str(error))
+        name = "ORCH_" + field.group(1).upper() if field else "ORCH_*"
+        raise ConfigurationError(f'{name}: expected a JSON list, e.g. ["a","b"]') from None
     except ValidationError as error:
         first = error.errors()[0]
         name = "ORCH_" + str(first["loc"][0]).upper() if first["loc"] else "ORCH_*"

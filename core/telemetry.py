@@ -52,14 +52,14 @@ class _ContextFilter(logging.Filter):
 
 def _workflow_owner(record: logging.LogRecord) -> tuple[str, str]:
     """(tenant, session id) of the workflow behind a worker's record, from its id:
-    `conversation:<tenant>:<session id>` or `training:<tenant>`."""
+    `conversation:<tenant>:<session id>` or `training-mode:<tenant>`."""
     info = getattr(record, "temporal_workflow", None) or getattr(record, "temporal_activity", None)  # fmt: skip
     workflow_id = str(info.get("workflow_id", "")) if isinstance(info, dict) else ""
     if not workflow_id and activity.in_activity():
         workflow_id = activity.info().workflow_id or ""
     kind, _, owner = workflow_id.partition(":")
     tenant, _, session_id = owner.partition(":")
-    return (tenant, session_id) if kind in ("conversation", "training") else ("", "")
+    return (tenant, session_id) if kind in ("conversation", "training-mode") else ("", "")
 
 
 def configure_logging(level: str = "INFO", service: str = "orchestrator") -> None:

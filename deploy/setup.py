@@ -68,12 +68,14 @@ class Plan:
 async def run_setup(settings: Settings, dry_run: bool, say: Callable[[str], None] = print) -> int:
     """Every step, in order; the number of changes made (or due, in a dry run)."""
     plan = Plan(dry_run, say)
-    target = temporal_config(settings)["target_host"]
-    plan.note(f"Temporal at {target}, namespace {settings.temporal_namespace}:")
+    # The namespace the API and the workers use: ORCH_TEMPORAL_NAMESPACE, or the SDK's.
+    config = temporal_config(settings)
+    target, namespace = config["target_host"], config["namespace"]
+    plan.note(f"Temporal at {target}, namespace {namespace}:")
     try:
         client = await connect_temporal(settings)
-        registered = await _namespace(client, settings, plan)
-        await _search_attributes(client, settings, plan, registered)
+        registered = await _namespace(client, namespace, settings.temporal_retention_days, plan)
+        await _search_attributes(client, namespace, plan, registered)
     except RPCError as error:
         raise DependencyUnavailable(f"Temporal at {target}: {error.message}") from None
     except RuntimeError as error:
@@ -91,9 +93,8 @@ async def run_setup(settings: Settings, dry_run: bool, say: Callable[[str], None
     return plan.changes
 
 
-async def _namespace(client: Client, settings: Settings, plan: Plan) -> bool:
+async def _namespace(client: Client, name: str, days: int, plan: Plan) -> bool:
     """Whether the namespace exists (or was just registered)."""
-    name, days = settings.temporal_namespace, settings.temporal_retention_days
     retention = Duration()
     retention.FromTimedelta(timedelta(days=days))
     subject = f"namespace {name}"
@@ -123,10 +124,7 @@ async def _namespace(client: Client, settings: Settings, plan: Plan) -> bool:
     return True
 
 
-async def _search_attributes(
-    client: Client, settings: Settings, plan: Plan, namespace_exists: bool
-) -> None:
-    name = settings.temporal_namespace
+async def _search_attributes(client: Client, name: str, plan: Plan, namespace_exists: bool) -> None:
     custom: dict[str, IndexedValueType.ValueType] = {}
     if namespace_exists:
         custom = await _custom_attributes(client, name)

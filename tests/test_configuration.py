@@ -30,6 +30,8 @@ RunCli = Callable[..., subprocess.CompletedProcess[str]]
         ("ORCH_AUTH_JWKS_URL", "jwks", "URL"),
         ("ORCH_AUTH_ALGORITHMS", '["HS256"]', "symmetric"),
         ("ORCH_READINESS_CHECKS", '["slm", "database"]', "choose one or more"),
+        ("ORCH_READINESS_CHECKS", "temporal,redis", "expected a JSON list"),
+        ("ORCH_AUTH_ALGORITHMS", "ES256", "expected a JSON list"),
     ],
 )
 @pytest.mark.parametrize("command", ["api", "worker"])

@@ -219,6 +219,10 @@ async def test_feedback_and_close_publish_events_and_closed_refuses_steps(
         "session_id": session, "turn": 1, "rating": 1, "comment": "nice",
         "trace_id": feedback.headers["x-trace-id"],
     }  # fmt: skip
+    # Each record's producer span is in its own request's trace, not the session's first.
+    for event in events:
+        assert event["_headers"]["traceparent"].split("-")[1] == event["traceparent"].split("-")[1]
+    assert events[2]["traceparent"].split("-")[1] == closed.headers["x-trace-id"]
 
 
 async def test_policy_mismatch_is_409_and_starts_nothing(
