@@ -101,7 +101,7 @@ class EmbeddedStack:
                 "worker",
                 services.product_argv("worker"),
                 {"--worker-metrics-port": ports.worker_metrics},
-                lambda: self._http_ok(f"http://{settings.worker_metrics_address}/metrics"),
+                lambda: self._http_ok(f"http://{settings.worker_metrics_address}/readyz"),
                 env=self.environment,
             ),
             "api": lambda: Service(

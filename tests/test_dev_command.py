@@ -124,7 +124,7 @@ async def test_restart_keeps_temporal_history_and_redis_keys(tmp_path: Path) -> 
         await redis.aclose()
 
 
-async def test_search_attributes_of_the_contract_are_registered(temporal: Client) -> None:
+async def test_search_attributes_of_the_interface_are_registered(temporal: Client) -> None:
     from temporalio.api.enums.v1 import IndexedValueType
     from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 
@@ -135,7 +135,7 @@ async def test_search_attributes_of_the_contract_are_registered(temporal: Client
         name: IndexedValueType.Name(kind).removeprefix("INDEXED_VALUE_TYPE_").title()
         for name, kind in listed.custom_attributes.items()
     }
-    contract = {
+    interface = {
         "Tenant": "Keyword",
         "SessionId": "Keyword",
         "TurnCount": "Int",
@@ -143,4 +143,4 @@ async def test_search_attributes_of_the_contract_are_registered(temporal: Client
         "PolicyVersion": "Keyword",
         "LastVerdict": "Keyword",
     }
-    assert {name: registered.get(name) for name in contract} == contract
+    assert {name: registered.get(name) for name in interface} == interface

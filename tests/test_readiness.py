@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
+from core.settings import Settings
 from deploy.stack import INFRASTRUCTURE, EmbeddedStack
 
 
@@ -111,3 +112,24 @@ async def test_readyz_asks_only_the_dependencies_it_is_told(
         await stack.stop(("api",))
         stack.environment = original
         await stack.start(("api",))
+
+
+async def test_the_worker_serves_probes_and_metrics_on_one_port(
+    stack: EmbeddedStack, settings: Settings
+) -> None:
+    base = f"http://{settings.worker_metrics_address}"
+    async with httpx.AsyncClient(base_url=base, timeout=10) as worker:
+        ready = await worker.get("/readyz")
+        assert ready.status_code == 200, ready.text
+        assert set(ready.json()["dependencies"]) == {"temporal", "redis", "kafka", "slm", "pollers"}
+        metrics = await worker.get("/metrics")
+        assert metrics.status_code == 200
+        assert "temporal_worker_task_slots_available" in metrics.text
+        with _frozen(stack, "slm"):
+            not_ready = await worker.get("/readyz")
+            async with httpx.AsyncClient(base_url=base, timeout=1.0) as probe:
+                alive = await probe.get("/healthz")
+    assert alive.status_code == 200
+    assert not_ready.status_code == 503
+    assert not_ready.headers["content-type"] == "application/problem+json"
+    assert not_ready.json()["failing"] == ["slm"]

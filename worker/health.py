@@ -10,22 +10,26 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import socket
-from collections.abc import Iterator, Sequence
+from collections.abc import AsyncIterator, Iterator, Sequence
 from dataclasses import asdict
 
+import httpx
 import uvicorn
+from redis.asyncio import Redis
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
+from temporalio.client import Client
 from temporalio.worker import Worker
 
 from core import readiness
 from core.clients import Clients
 from core.errors import problem_body
-from core.settings import Settings
+from core.settings import ConfigurationError, Settings
 
 
 def loopback_address() -> str:
@@ -41,6 +45,34 @@ class HealthServer(uvicorn.Server):
     @contextlib.contextmanager
     def capture_signals(self) -> Iterator[None]:
         yield
+
+
+@contextlib.asynccontextmanager
+async def serving(
+    settings: Settings, temporal: Client, redis: Redis, workers: Sequence[Worker], sdk_metrics: str
+) -> AsyncIterator[None]:
+    """The endpoint while the block runs: entered before the workers start (so /readyz says
+    503 until they poll) and left after they drained (so /healthz answers meanwhile)."""
+    host, _, port = settings.worker_metrics_address.rpartition(":")
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, int(port)))
+    except OSError as error:
+        listener.close()
+        raise ConfigurationError(
+            f"ORCH_WORKER_METRICS_ADDRESS: cannot listen on {host}:{port}: {error.strerror}"
+        ) from None
+    timeout = httpx.Timeout(30.0, connect=settings.readiness_timeout_seconds)
+    async with httpx.AsyncClient(timeout=timeout) as http:
+        clients = Clients(settings=settings, temporal=temporal, redis=redis, http=http)
+        server = health_server(settings, clients, workers, sdk_metrics)
+        task = asyncio.create_task(server.serve(sockets=[listener]))
+        try:
+            yield
+        finally:
+            server.should_exit = True
+            await task
 
 
 def health_server(
@@ -70,9 +102,7 @@ def health_server(
     app = Starlette(
         routes=[Route("/healthz", healthz), Route("/readyz", readyz), Route("/metrics", metrics)]
     )
-    host, _, port = settings.worker_metrics_address.rpartition(":")
-    config = uvicorn.Config(app, host=host, port=int(port), log_config=None, access_log=False)
-    return HealthServer(config)
+    return HealthServer(uvicorn.Config(app, log_config=None, access_log=False))
 
 
 def _checks(settings: Settings, queues: list[str]) -> tuple[str, ...]:

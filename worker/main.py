@@ -3,7 +3,8 @@
 Two workers share one client: ORCH_TASK_QUEUE (the conversation and training-mode workflows,
 moderation, events and the training lock) and ORCH_SLM_TASK_QUEUE (the SLM calls), so either
 can be scaled alone with `--queue`.
-The Temporal SDK's own metrics are served on ORCH_WORKER_METRICS_ADDRESS.
+ORCH_WORKER_METRICS_ADDRESS serves /healthz, /readyz and the Temporal SDK's metrics
+(worker/health.py).
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from core.moderation.engine import Engine
 from core.policy import load_policy
 from core.settings import ConfigurationError, Settings
 from core.telemetry import configure_tracing
+from worker.health import loopback_address, serving
 from workflows.conversation import ConversationWorkflow
 from workflows.training_mode import TrainingModeWorkflow
 
@@ -54,7 +56,9 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
     # JSON line; repeating it inside the message only makes the message unreadable.
     workflow.logger.workflow_info_on_message = False
     activity.logger.activity_info_on_message = False
-    runtime = _runtime(settings)
+    # The SDK serves its metrics on a loopback port; ours (worker/health.py) relays them.
+    sdk_metrics = loopback_address() if settings.worker_metrics_address else None
+    runtime = _runtime(sdk_metrics)
     try:
         client = await connect_temporal(settings, runtime=runtime)
     except RuntimeError as error:
@@ -111,6 +115,9 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
                     max_heartbeat_throttle_interval=timedelta(milliseconds=500),
                 )
             )
+        if sdk_metrics is not None:
+            endpoint = serving(settings, client, redis, workers, sdk_metrics)
+            await resources.enter_async_context(endpoint)
         for worker in workers:
             await resources.enter_async_context(worker)
         log.info("worker serving %s", [w.task_queue for w in workers])
@@ -125,11 +132,7 @@ def _worker(client: Client, task_queue: str, **options: Any) -> Worker:
     )
 
 
-def _runtime(settings: Settings) -> Runtime:
-    if not settings.worker_metrics_address:
+def _runtime(sdk_metrics: str | None) -> Runtime:
+    if sdk_metrics is None:
         return Runtime.default()
-    return Runtime(
-        telemetry=TelemetryConfig(
-            metrics=PrometheusConfig(bind_address=settings.worker_metrics_address)
-        )
-    )
+    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=sdk_metrics)))
