@@ -5,13 +5,25 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev services test promtool bench bench-ttft bench-moderation lint clean
+.PHONY: dev services test promtool bench bench-ttft bench-moderation lint lock clean
 
-$(STAMP): pyproject.toml
+# Exact versions from the lockfile (requirements-dev.lock: the product, the embedded servers,
+# the test and lint tools), then the project itself; `make lock` renews both lockfiles.
+$(STAMP): pyproject.toml requirements-dev.lock
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
-	$(BIN)/python -m pip install -e '.[embedded,test]'
+	$(BIN)/python -m pip install -r requirements-dev.lock
+	$(BIN)/python -m pip install --no-deps -e .
+	@$(BIN)/python -m pip check || { echo "requirements-dev.lock is behind pyproject.toml: run make lock"; exit 1; }
 	touch $(STAMP)
+
+# requirements.lock (what the images install) and requirements-dev.lock, from pyproject.toml.
+LOCK := $(BIN)/uv pip compile pyproject.toml --python-version 3.11 --python-platform x86_64-unknown-linux-gnu -q
+lock:
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q 'uv>=0.13.9'
+	$(LOCK) -o requirements.lock
+	$(LOCK) --extra embedded --extra test --extra lint -o requirements-dev.lock
 
 dev: $(STAMP)
 	$(BIN)/orchestrator dev
@@ -41,7 +53,6 @@ bench-moderation: $(STAMP)
 	$(BIN)/python -m bench moderation
 
 lint: $(STAMP)
-	$(BIN)/python -m pip install -q -e '.[lint]'
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy --strict orchestrator.py core api worker deploy activities workflows bench

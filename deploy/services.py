@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import platform
+import random
 import shutil
 import socket
 import sys
@@ -46,16 +47,25 @@ class DevPorts:
         return cls(*free_ports(7))
 
 
+#: Below Linux's ephemeral range (32768-60999), where outgoing connections take their local
+#: ports: a port chosen here cannot be taken by one before its server binds it.
+_FREE_PORT_RANGE = range(20000, 32768)
+
+
 def free_ports(count: int) -> list[int]:
-    """`count` distinct free ports on 127.0.0.1, held open together so the kernel picks distinct ones."""
-    sockets = [socket.socket() for _ in range(count)]
-    try:
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-    finally:
-        for sock in sockets:
-            sock.close()
+    """`count` distinct ports on 127.0.0.1 that nobody listens on now."""
+    chosen: list[int] = []
+    pick = random.SystemRandom()
+    while len(chosen) < count:
+        port = pick.choice(_FREE_PORT_RANGE)
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        if port not in chosen:
+            chosen.append(port)
+    return chosen
 
 
 @dataclass
