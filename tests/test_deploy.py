@@ -173,3 +173,22 @@ def test_every_configured_setting_exists_and_loads(
     for key, value in configured.items():
         monkeypatch.setenv(key, value)
     load_settings()  # each value is one the setting accepts
+
+
+def test_compose_pins_its_images_and_configures_as_the_manifests() -> None:
+    compose = yaml.safe_load((ROOT / "deploy" / "compose" / "compose.yaml").read_text())
+    services: dict[str, dict[str, Any]] = compose["services"]
+    for name, service in services.items():
+        image = service["image"]
+        if "build" in service:  # built here from deploy/
+            assert image.endswith(":dev"), name
+        else:
+            assert re.fullmatch(r"[\w./-]+:v?\d+(\.\d+)+[\w.-]*", image), f"{name}: {image}"
+    product = {n for n, s in services.items() if s["image"] == "slm-orchestrator:dev"}
+    assert product == {"setup", "api", "worker", "slm-worker"}
+    configmap = yaml.safe_load((ROOT / "deploy" / "k8s" / "base" / "configmap.yaml").read_text())
+    # The same settings as on Kubernetes, but no identity provider: the dev key signs tokens.
+    expected = set(configmap["data"]) - {"ORCH_AUTH_JWKS_URL"}
+    for name in product:
+        environment = services[name]["environment"]
+        assert {k for k in environment if k.startswith("ORCH_")} == expected, name
