@@ -31,8 +31,10 @@ async def run_dev(data_dir: Path, ports: DevPorts, services_only: bool) -> None:
 
     stack = EmbeddedStack(data_dir, ports)
     names = INFRASTRUCTURE if services_only else INFRASTRUCTURE + PRODUCT
-    print(f"starting {', '.join(names)} (logs in {data_dir / 'logs'}) ...", flush=True)
-    starting = asyncio.create_task(stack.start(names))
+    print(f"logs in {data_dir / 'logs'}", flush=True)
+    starting = asyncio.create_task(
+        stack.start(names, progress=lambda line: print(line, flush=True))
+    )
     interrupted = asyncio.create_task(stop.wait())
     await asyncio.wait({starting, interrupted}, return_when=asyncio.FIRST_COMPLETED)
     if not starting.done():

@@ -8,6 +8,8 @@ from __future__ import annotations
 import asyncio
 import errno
 import socket
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 from core import readiness
@@ -18,6 +20,8 @@ from deploy.process import ManagedProcess, ServiceFailed
 from deploy.services import DevPorts, Service
 
 INFRASTRUCTURE = ("temporal", "kafka", "redis", "slm")
+#: How often a start-up that is still waiting says so.
+PROGRESS_SECONDS = 5.0
 PRODUCT = ("worker", "api")
 
 
@@ -33,11 +37,16 @@ class EmbeddedStack:
         self.processes: dict[str, ManagedProcess] = {}
         self._clients: Clients | None = None
 
-    async def start(self, names: tuple[str, ...] = INFRASTRUCTURE + PRODUCT) -> None:
+    async def start(
+        self,
+        names: tuple[str, ...] = INFRASTRUCTURE + PRODUCT,
+        progress: Callable[[str], None] | None = None,
+    ) -> None:
         """Start `names` (infrastructure first, then the product), each waited on until ready.
 
-        On any failure every service this stack started is stopped and ServiceFailed says
-        which one failed and why, in one line.
+        `progress`, if given, hears each service start, become ready, and every few seconds
+        which ones it still waits for. On any failure every service this stack started is
+        stopped and ServiceFailed says which one failed and why, in one line.
         """
         started: list[str] = []
         try:
@@ -47,11 +56,13 @@ class EmbeddedStack:
             self._clients = self._clients or await Clients.open(self.settings)
             for group in (INFRASTRUCTURE, PRODUCT):
                 batch = [s for s in planned if s.name in group]
+                if not batch:
+                    continue
                 for service in batch:
                     self.processes[service.name] = ManagedProcess(service, self.data_dir / "logs")
                     started.append(service.name)
                     await self.processes[service.name].start()
-                await asyncio.gather(*(self.processes[s.name].wait_ready() for s in batch))
+                await _ready([self.processes[s.name] for s in batch], progress)
         except BaseException:
             await self.stop(tuple(started))
             raise
@@ -140,6 +151,33 @@ class EmbeddedStack:
         assert self._clients is not None
         response = await self._clients.http.get(url, timeout=5)
         response.raise_for_status()
+
+
+async def _ready(processes: list[ManagedProcess], progress: Callable[[str], None] | None) -> None:
+    """Wait for every process to be ready, telling `progress` how it goes."""
+    began = time.monotonic()
+    waiting = {p.service.name for p in processes}
+
+    async def one(process: ManagedProcess) -> None:
+        await process.wait_ready()
+        waiting.discard(process.service.name)
+        if progress:
+            progress(f"  {process.service.name} ready ({time.monotonic() - began:.1f}s)")
+
+    async def report() -> None:
+        while True:
+            await asyncio.sleep(PROGRESS_SECONDS)
+            if progress and waiting:
+                names = ", ".join(sorted(waiting))
+                progress(f"  waiting for {names} ({time.monotonic() - began:.0f}s)")
+
+    if progress:
+        progress(f"starting {', '.join(p.service.name for p in processes)} ...")
+    reporter = asyncio.create_task(report())
+    try:
+        await asyncio.gather(*(one(p) for p in processes))
+    finally:
+        reporter.cancel()
 
 
 def _as_settings(environment: dict[str, str]) -> dict[str, str]:

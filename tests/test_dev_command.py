@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import signal
 import sys
 import uuid
@@ -81,7 +82,12 @@ async def running_dev(
         async with asyncio.timeout(60):
             stdout, stderr = await launcher.communicate()
     assert launcher.returncode == 0, stderr.decode()[-2000:]
-    assert "stopped." in stdout.decode()
+    printed = stdout.decode()
+    assert "stopped." in printed
+    # Progress while it waited: each server named as it started and as it became ready.
+    assert "starting temporal, kafka, redis, slm ..." in printed, printed
+    for name in ("temporal", "kafka", "redis", "slm"):
+        assert re.search(rf"^  {name} ready \(\d+\.\ds\)$", printed, re.MULTILINE), printed
     alive = [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
     assert alive == [], [p.cmdline()[:3] for p in alive]
     assert not dev_file.exists()
