@@ -9,6 +9,7 @@ from fastapi import FastAPI
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from api.auth import TokenVerifier
+from api.limits import TenantLimits
 from api.metrics import MetricsListener
 from api.middleware import BodyLimitMiddleware, RequestMiddleware
 from api.openapi import openapi_document
@@ -28,6 +29,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.clients = await Clients.open(settings)
         app.state.active_policy = ActivePolicy(app.state.clients.redis, policy)
+        app.state.limits = TenantLimits(app.state.clients.redis, settings)
         redis = app.state.clients.redis
         metrics = MetricsListener(settings, redis) if settings.metrics_address else None
         try:

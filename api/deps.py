@@ -8,6 +8,7 @@ from fastapi import Depends, Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import Principal, TokenVerifier
+from api.limits import TenantLimits
 from core.clients import Clients
 from core.policy import Policy
 from core.policy_registry import ActivePolicy
@@ -52,7 +53,14 @@ async def _principal(
     verifier: TokenVerifier = request.app.state.verifier
     principal = await verifier.verify(request.headers.get("authorization"))
     tenant_var.set(principal.tenant)
+    # Every authenticated request takes one token from its tenant's bucket.
+    await _tenant_limits(request).admit(principal.tenant)
     return principal
+
+
+def _tenant_limits(request: Request) -> TenantLimits:
+    limits: TenantLimits = request.app.state.limits
+    return limits
 
 
 async def _user(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
@@ -71,3 +79,4 @@ PolicyDep = Annotated[Policy, Depends(_policy)]
 ActivePolicyDep = Annotated[dict[str, str], Depends(_active_policy)]
 UserPrincipal = Annotated[Principal, Depends(_user)]
 AdminPrincipal = Annotated[Principal, Depends(_admin)]
+LimitsDep = Annotated[TenantLimits, Depends(_tenant_limits)]

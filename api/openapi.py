@@ -23,6 +23,7 @@ from core.errors import (
     NotFound,
     OrchestratorError,
     PayloadTooLarge,
+    RateLimited,
     SessionClosed,
     TurnTimedOut,
     Unauthenticated,
@@ -51,6 +52,10 @@ _CONFLICT = (
     "A conflict with the state: a closed session, an ended turn, another admin's training "
     "lock, or policy headers that differ from the active policy."
 )
+_LIMITED = (
+    "Over one of the tenant's limits (requests per second, streams open, turns in flight "
+    "per session); nothing was started. Retry after `Retry-After` seconds."
+)
 #: What each status means on this API, the error behind it, and an example's detail.
 _STATUSES: dict[int, tuple[str, type[OrchestratorError], str]] = {
     401: ("The bearer token is missing or refused.", Unauthenticated,
@@ -63,6 +68,8 @@ _STATUSES: dict[int, tuple[str, type[OrchestratorError], str]] = {
           "The request body is larger than 65536 bytes."),
     422: ("The request does not validate; `errors` lists every field.", InvalidRequest,
           "body.message: String should have at least 1 character"),
+    429: (_LIMITED,
+          RateLimited, "Tenant acme is over 50 requests per second (burst 100); retry after 1 s."),
     503: ("A dependency (Temporal, Redis, the token keys) does not answer; retry.",
           DependencyUnavailable, "Redis is unavailable; retry in a moment."),
     504: ("The turn took longer than ORCH_MAX_TURN_SECONDS.", TurnTimedOut,
@@ -91,11 +98,20 @@ def problems(*statuses: int) -> dict[int | str, dict[str, Any]]:
         example = error(detail).problem(trace_id="4bf92f3577b34da6a3ce929d0e0e4736")
         content = {"application/problem+json": {"schema": _PROBLEM_REF, "example": example}}
         responses[status] = {"description": description, "content": content}
+        if status == 429:
+            example["retry_after_seconds"] = 1
+            responses[status]["headers"] = {
+                "Retry-After": {
+                    "description": "seconds to wait before trying again",
+                    "schema": {"type": "integer"},
+                }
+            }
     return responses
 
 
-#: Every `/v1` route: a missing or refused token, a role, a policy mismatch, a dependency.
-V1_PROBLEMS = problems(401, 403, 409, 503)
+#: Every `/v1` route: a missing or refused token, a role, a policy mismatch, a tenant's
+#: limit, a dependency.
+V1_PROBLEMS = problems(401, 403, 409, 429, 503)
 
 _POLICY_HEADERS = [
     {

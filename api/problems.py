@@ -37,7 +37,11 @@ def problem(
 
 
 def from_error(error: OrchestratorError) -> ProblemResponse:
-    headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'} if error.status == 401 else None
+    headers: dict[str, str] | None = None
+    if error.status == 401:
+        headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
+    elif error.status == 429:
+        headers = {"Retry-After": str(error.extensions.get("retry_after_seconds", 1))}
     return problem(
         error.status, error.code, error.title, error.detail, headers=headers, **error.extensions
     )

@@ -90,3 +90,9 @@ class TrainingLocked(OrchestratorError):
 
 class PolicyMismatch(OrchestratorError):
     status, code, title = 409, "policy_mismatch", "Policy mismatch"
+
+
+class RateLimited(OrchestratorError):
+    """Over one of the tenant's limits; `retry_after_seconds` says when to try again."""
+
+    status, code, title = 429, "rate_limited", "Too many requests"

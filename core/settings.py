@@ -9,6 +9,8 @@ from typing import Annotated, Literal
 
 from pydantic import (
     AnyHttpUrl,
+    BaseModel,
+    ConfigDict,
     Field,
     RedisDsn,
     ValidationError,
@@ -32,6 +34,20 @@ def _check_host_port(value: str) -> str:
     if not match or not 1 <= int(match.group(2)) <= 65535:
         raise ValueError(f"expected host:port with a port from 1 to 65535, got {value!r}")
     return value.strip()
+
+
+class Limits(BaseModel):
+    """What one tenant may do (api/limits.py); ORCH_LIMITS for all, ORCH_TENANT_LIMITS per tenant."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    #: Requests per second, sustained, and how many may come at once (a token bucket).
+    requests_per_second: float = Field(default=50.0, gt=0)
+    burst: int = Field(default=100, ge=1)
+    #: Streams open at once (each streamed turn or followed stream holds one).
+    concurrent_streams: int = Field(default=100, ge=1)
+    #: Turns of one session waiting or running at once (the session runs them in order).
+    turns_in_flight_per_session: int = Field(default=16, ge=1)
 
 
 class Settings(BaseSettings):
@@ -116,6 +132,10 @@ class Settings(BaseSettings):
     #: pod out of service.
     readiness_checks: tuple[str, ...] = DEPENDENCIES
     log_level: str = "INFO"
+    #: Every tenant's limits, as JSON: '{"requests_per_second": 20, "burst": 40}'.
+    limits: Limits = Limits()
+    #: Per tenant, any of the same fields over `limits`: '{"acme": {"concurrent_streams": 5}}'.
+    tenant_limits: dict[str, dict[str, float]] = Field(default_factory=dict)
     #: Log each SLM call's last message and its reply (after PII redaction), for debugging;
     #: off, no log line holds what users wrote or were answered.
     log_content: bool = False
@@ -162,6 +182,24 @@ class Settings(BaseSettings):
         if value is None and protocol.startswith("SASL_"):
             raise ValueError(f"required with ORCH_KAFKA_SECURITY_PROTOCOL={protocol}")
         return value
+
+    @field_validator("tenant_limits")
+    @classmethod
+    def _known_limits(cls, value: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+        for tenant, override in value.items():
+            try:
+                Limits.model_validate(override)
+            except ValidationError as error:
+                problem = error.errors()[0]
+                raise ValueError(f"{tenant}: {problem['loc'][0]}: {problem['msg']}") from None
+        return value
+
+    def limits_for(self, tenant: str) -> Limits:
+        """The tenant's limits: its own fields over everyone's."""
+        override = self.tenant_limits.get(tenant)
+        if not override:
+            return self.limits
+        return Limits.model_validate({**self.limits.model_dump(), **override})
 
     @field_validator("log_level")
     @classmethod

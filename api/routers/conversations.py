@@ -15,7 +15,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 
-from api.deps import ClientsDep, PolicyDep, SettingsDep, UserPrincipal
+from api.deps import ClientsDep, LimitsDep, PolicyDep, SettingsDep, UserPrincipal
 from api.metrics import MODERATION_VERDICTS, TURN_DURATION
 from api.openapi import V1_PROBLEMS, problems
 from api.schemas import (
@@ -125,16 +125,21 @@ async def step(
     policy: PolicyDep,
     request: Request,
     response: Response,
+    limits: LimitsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> StepResponse:
     session_id, turn = turn_request(body, idempotency_key, policy)
     started = time.perf_counter()
-    with temporal_errors(f"session {session_id}"):
-        result: TurnResult = await clients.temporal.execute_update_with_start_workflow(
-            ConversationWorkflow.step,
-            turn,
-            start_workflow_operation=start_operation(settings, principal.tenant, session_id),
-        )
+    release = await limits.turn(principal.tenant, session_id)
+    try:
+        with temporal_errors(f"session {session_id}"):
+            result: TurnResult = await clients.temporal.execute_update_with_start_workflow(
+                ConversationWorkflow.step,
+                turn,
+                start_workflow_operation=start_operation(settings, principal.tenant, session_id),
+            )
+    finally:
+        await release()
     _observe(result, started)
     request.state.decision = "refused" if result.status == "refused" else "allowed"
     response.headers["X-Policy-Verdict"] = result.verdict.decision

@@ -20,7 +20,8 @@ from redis.exceptions import RedisError
 from temporalio.client import WorkflowUpdateStage
 
 from activities.turn_stream import pointer_key, stream_key
-from api.deps import ClientsDep, PolicyDep, SettingsDep, UserPrincipal
+from api.deps import ClientsDep, LimitsDep, PolicyDep, SettingsDep, UserPrincipal
+from api.limits import Release
 from api.metrics import SLM_TIME_TO_FIRST_TOKEN
 from api.openapi import V1_PROBLEMS, problems
 from api.routers.conversations import (
@@ -55,6 +56,12 @@ class _Source:
     final: list[ServerSentEvent] = field(default_factory=list)
     #: A new turn: when its request arrived (perf_counter), for the time to its first token.
     asked_at: float | None = None
+    #: The tenant's limits this stream holds (a stream, a turn), given back when it ends.
+    releases: list[Release] = field(default_factory=list)
+
+    async def release(self) -> None:
+        for release in self.releases:
+            await release()
 
 
 async def _start_streamed_turn(
@@ -63,22 +70,30 @@ async def _start_streamed_turn(
     clients: ClientsDep,
     settings: SettingsDep,
     policy: PolicyDep,
+    limits: LimitsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> _Source:
     """Start the turn and return once its workflow accepted it; a refusal is a plain problem."""
     asked_at = time.perf_counter()
     stream_id = uuid.uuid4().hex
     session_id, turn = turn_request(body, idempotency_key, policy, stream_id)
-    with temporal_errors(f"session {session_id}"):
-        await clients.temporal.start_update_with_start_workflow(
-            ConversationWorkflow.step,
-            turn,
-            start_workflow_operation=start_operation(settings, principal.tenant, session_id),
-            wait_for_stage=WorkflowUpdateStage.ACCEPTED,
-            id=stream_id,
-        )
     key = stream_key(workflow_id(principal.tenant, session_id), stream_id)
-    return _Source(key=key, asked_at=asked_at)
+    source = _Source(key=key, asked_at=asked_at)
+    try:
+        source.releases.append(await limits.stream(principal.tenant))
+        source.releases.append(await limits.turn(principal.tenant, session_id))
+        with temporal_errors(f"session {session_id}"):
+            await clients.temporal.start_update_with_start_workflow(
+                ConversationWorkflow.step,
+                turn,
+                start_workflow_operation=start_operation(settings, principal.tenant, session_id),
+                wait_for_stage=WorkflowUpdateStage.ACCEPTED,
+                id=stream_id,
+            )
+    except BaseException:
+        await source.release()
+        raise
+    return source
 
 
 async def _find_stream(
@@ -86,6 +101,7 @@ async def _find_stream(
     turn: Annotated[int, Path(ge=1)],
     principal: UserPrincipal,
     clients: ClientsDep,
+    limits: LimitsDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> _Source:
     session_id_var.set(session_id)
@@ -93,7 +109,9 @@ async def _find_stream(
     wanted = workflow_id(principal.tenant, session_id)
     key = await clients.redis.get(pointer_key(wanted, turn))
     if key is not None:
-        return _Source(key=key.decode() if isinstance(key, bytes) else key, after=after)
+        source = _Source(key=key.decode() if isinstance(key, bytes) else key, after=after)
+        source.releases.append(await limits.stream(principal.tenant))
+        return source
     # No stream (it expired, or the turn was not streamed): the turn's end alone, if it ended.
     page = TranscriptRequest(limit=1, before_turn=turn + 1)
     handle = clients.temporal.get_workflow_handle(wanted)
@@ -130,6 +148,14 @@ async def follow_turn(
 
 
 async def _send(source: _Source, clients: ClientsDep) -> AsyncIterator[ServerSentEvent]:
+    try:
+        async for event in _relayed(source, clients):
+            yield event
+    finally:
+        await source.release()
+
+
+async def _relayed(source: _Source, clients: ClientsDep) -> AsyncIterator[ServerSentEvent]:
     for event in source.final:
         yield event
     if not source.key:
