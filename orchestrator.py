@@ -114,7 +114,7 @@ def _dev(args: argparse.Namespace, settings: Settings) -> None:
 def _token(args: argparse.Namespace, settings: Settings) -> None:
     from core.tokens import TENANT_PATTERN, mint_token
 
-    if not TENANT_PATTERN.match(args.tenant):
+    if not TENANT_PATTERN.fullmatch(args.tenant):
         _fail(f"--tenant must match {TENANT_PATTERN.pattern}, got {args.tenant!r}", code=2)
     if args.ttl <= 0:
         _fail("--ttl must be a positive number of seconds", code=2)

@@ -83,7 +83,7 @@ def _bearer(authorization: str | None) -> str:
 
 def _principal(claims: dict[str, object]) -> Principal:
     tenant, roles, subject = claims["tenant"], claims["roles"], claims["sub"]
-    if not isinstance(tenant, str) or not TENANT_PATTERN.match(tenant):
+    if not isinstance(tenant, str) or not TENANT_PATTERN.fullmatch(tenant):
         raise Unauthenticated("The token's 'tenant' claim is not a valid tenant id.")
     if not isinstance(roles, list) or not all(isinstance(role, str) for role in roles):
         raise Unauthenticated("The token's 'roles' claim must be a list of strings.")

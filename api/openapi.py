@@ -17,6 +17,7 @@ from fastapi.openapi.utils import get_openapi
 
 from core.errors import (
     PROBLEM_TYPE_PREFIX,
+    BadRequest,
     DependencyUnavailable,
     Forbidden,
     InvalidRequest,
@@ -58,6 +59,7 @@ _LIMITED = (
 )
 #: What each status means on this API, the error behind it, and an example's detail.
 _STATUSES: dict[int, tuple[str, type[OrchestratorError], str]] = {
+    400: ("The body is not JSON in UTF-8.", BadRequest, "There was an error parsing the body"),
     401: ("The bearer token is missing or refused.", Unauthenticated,
           "Send 'Authorization: Bearer <token>'; get one with `orchestrator token`."),
     403: ("The token's role may not do this.", Forbidden,
@@ -161,12 +163,12 @@ def _describe_events(response: dict[str, Any], media: dict[str, Any]) -> None:
         "15 s. `data` is JSON. Events:\n" + "\n".join(lines)
     )
     # FastAPI writes OpenAPI 3.2's `itemSchema` into this 3.1 document, which 3.1 tools
-    # refuse: the stream is a string here, and each event's shape an extension.
+    # refuse. Before 3.2, a stream's `schema` describes each of its events: so here.
     item = media.pop("itemSchema", {"type": "object", "properties": {}})
     item["properties"]["event"] = {"type": "string", "enum": list(SSE_EVENTS)}
     item["required"] = ["event", "data"]
-    media["schema"] = {"type": "string", "description": "text/event-stream"}
-    media["x-event-schema"] = item
+    item["description"] = "one event of the stream"
+    media["schema"] = item
 
 
 def main() -> None:

@@ -44,6 +44,10 @@ def problem_body(
     }
 
 
+class BadRequest(OrchestratorError):
+    status, code, title = 400, "bad_request", "Malformed request"
+
+
 class Unauthenticated(OrchestratorError):
     status, code, title = 401, "unauthenticated", "Authentication required"
 

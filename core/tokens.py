@@ -22,7 +22,8 @@ from core.settings import Settings
 
 DEV_ALGORITHM = "ES256"
 ROLES = ("user", "admin")
-TENANT_PATTERN = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+#: A whole tenant id (used with fullmatch: `$` would also let a trailing newline through).
+TENANT_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
 def load_or_create_key(path: Path) -> ec.EllipticCurvePrivateKey:

@@ -58,7 +58,7 @@ def test_every_v1_operation_needs_a_bearer_token_and_answers_problems(
 
 def test_the_stream_routes_name_their_events(document: dict[str, Any]) -> None:
     media = document["paths"]["/v1/conversation/stream"]["post"]["responses"]["200"]["content"]
-    events = media["text/event-stream"]["x-event-schema"]["properties"]["event"]["enum"]
+    events = media["text/event-stream"]["schema"]["properties"]["event"]["enum"]
     assert events == list(SSE_EVENTS)
 
 

@@ -116,7 +116,7 @@ def _observe(result: TurnResult, started: float) -> None:
         ).inc()
 
 
-@router.post("/step", responses=problems(413, 422, 504))
+@router.post("/step", responses=problems(400, 413, 422, 504))
 async def step(
     body: StepRequest,
     principal: UserPrincipal,
@@ -182,7 +182,7 @@ async def get_conversation(
 @router.post(
     "/{session_id}/feedback",
     status_code=status.HTTP_202_ACCEPTED,
-    responses=problems(404, 413, 422),
+    responses=problems(400, 404, 413, 422),
 )
 async def feedback(
     session_id: SessionId, body: FeedbackRequest, principal: UserPrincipal, clients: ClientsDep

@@ -5,11 +5,12 @@ from __future__ import annotations
 from dataclasses import asdict
 
 from fastapi import APIRouter, Response
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from api.deps import ClientsDep
 from api.metrics import DEPENDENCY_READY, refresh_training_state
+from api.openapi import problems
 from api.problems import problem
 from core import readiness
 from core.errors import NotFound
@@ -41,7 +42,14 @@ async def readyz(clients: ClientsDep) -> Response:
     return JSONResponse({"status": "ready", "dependencies": dependencies})
 
 
-@router.get("/metrics", responses={404: {"description": "served on ORCH_METRICS_ADDRESS"}})
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    responses={
+        200: {"description": "Prometheus text exposition format"},
+        404: {**problems(404)[404], "description": "served on ORCH_METRICS_ADDRESS instead"},
+    },
+)
 async def metrics(clients: ClientsDep) -> Response:
     if clients.settings.metrics_address:
         raise NotFound("Metrics are served on ORCH_METRICS_ADDRESS, not on the public port.")

@@ -125,9 +125,11 @@ async def _find_stream(
 
 
 @router.post(
-    "/v1/conversation/stream", response_class=EventSourceResponse, responses=problems(413, 422)
+    "/v1/conversation/stream", response_class=EventSourceResponse, responses=problems(400, 413, 422)
 )
-@router.post("/v1/chat/stream", response_class=EventSourceResponse, responses=problems(413, 422))
+@router.post(
+    "/v1/chat/stream", response_class=EventSourceResponse, responses=problems(400, 413, 422)
+)
 async def stream_turn(
     source: Annotated[_Source, Depends(_start_streamed_turn)], clients: ClientsDep
 ) -> AsyncIterator[ServerSentEvent]:

@@ -83,7 +83,7 @@ async def _status(clients: Clients, tenant: str) -> TrainingStatus:
     return status
 
 
-@router.post("/enable", responses=problems(413, 422))
+@router.post("/enable", responses=problems(400, 413, 422))
 async def enable(
     body: EnableBody,
     principal: AdminPrincipal,
@@ -112,7 +112,7 @@ async def enable(
     return _answer(status)
 
 
-@router.post("/disable", responses=problems(413, 422))
+@router.post("/disable", responses=problems(400, 413, 422))
 async def disable(
     body: DisableBody, principal: AdminPrincipal, clients: ClientsDep, policy: ActivePolicyDep
 ) -> TrainingOut:
