@@ -19,7 +19,8 @@ from core.errors import InvalidRequest
 
 #: The events that end a turn's stream (docs/interface.md, section 4).
 FINAL_EVENTS = frozenset({"turn.completed", "turn.refused", "turn.cancelled", "error"})
-_EVENT_ID = re.compile(r"^(\d+)-(\d+)$")
+#: `<turn>-<seq>`, each a number a Redis Stream id can hold.
+_EVENT_ID = re.compile(r"(\d{1,19})-(\d{1,19})")
 _BLOCK_MS = 1000
 
 
@@ -27,11 +28,11 @@ def resume_point(last_event_id: str | None, turn: int) -> str:
     """Where to read from: after `last_event_id`, or from the start."""
     if last_event_id is None:
         return "0-0"
-    found = _EVENT_ID.match(last_event_id.strip())
+    found = _EVENT_ID.fullmatch(last_event_id.strip())
     if not found or int(found.group(1)) != turn:
+        shown = last_event_id if len(last_event_id) <= 40 else last_event_id[:40] + "..."
         raise InvalidRequest(
-            f"Last-Event-ID must be an id of this turn's stream, '{turn}-<seq>'; "
-            f"got {last_event_id!r}."
+            f"Last-Event-ID must be an id of this turn's stream, '{turn}-<seq>'; got {shown!r}."
         )
     return last_event_id.strip()
 

@@ -217,6 +217,9 @@ class Settings(BaseSettings):
         return str(self.slm_base_url).rstrip("/")
 
 
+_URL_PASSWORD = re.compile(r"(//[^/@:]*:)[^/@]*@")
+
+
 class ConfigurationError(Exception):
     """A setting that cannot be used; the message is one line naming the variable."""
 
@@ -234,5 +237,7 @@ def load_settings(**overrides: object) -> Settings:
         first = error.errors()[0]
         name = "ORCH_" + str(first["loc"][0]).upper() if first["loc"] else "ORCH_*"
         shown = first.get("input")
+        if isinstance(shown, str):  # never echo a password written into a URL
+            shown = _URL_PASSWORD.sub(r"\1***@", shown)
         detail = first["msg"].removeprefix("Value error, ")
         raise ConfigurationError(f"{name}: {detail} (got {shown!r})") from None

@@ -77,6 +77,13 @@ def test_a_trace_exporter_it_cannot_run_stops_start_up(
     assert reason in lines[0]
 
 
+def test_a_bad_url_is_named_without_its_password(run_cli: RunCli) -> None:
+    result = run_cli("api", env={"ORCH_REDIS_URL": "redis://:s3cret-pw@redis.internal:port/0"})
+    assert result.returncode == 2
+    assert "ORCH_REDIS_URL" in result.stderr and "redis://:***@redis.internal" in result.stderr
+    assert "s3cret-pw" not in result.stderr
+
+
 def test_worker_refuses_an_unknown_queue(run_cli: RunCli) -> None:
     result = run_cli("worker", "--queue", "nope", env={"ORCH_TEMPORAL_ADDRESS": "127.0.0.1:1"})
     assert result.returncode == 2

@@ -139,6 +139,14 @@ async def test_stream_routes_refuse_what_they_cannot_serve(
     assert unauthenticated.status_code == 401
     invalid = await api.post("/v1/chat/stream", json={"message": ""}, headers=_user(token))
     assert invalid.status_code == 422
+    # A Last-Event-ID that is not one of the turn's ids, however long, is the client's error.
+    for last_event_id in ("2-1", "1-x", "1-" + "9" * 5000):
+        resumed = await api.get(
+            "/v1/conversation/nobody-here/turns/1/stream",
+            headers={**_user(token), "Last-Event-ID": last_event_id},
+        )
+        assert resumed.status_code == 422, resumed.text
+        assert len(resumed.json()["detail"]) < 200
 
 
 async def test_cancel_mid_stream_stops_the_slm_call_and_the_next_turn_works(

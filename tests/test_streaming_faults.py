@@ -170,3 +170,34 @@ async def test_worker_killed_mid_stream_the_resumed_client_gets_the_whole_reply_
     # The retried call took back the first attempt's text and sent its own, once.
     assert [e.data for e in resumed if e.event == "retract"] == [{"reason": "retry"}]
     assert text(joined) == joined[-1].data["reply"] and joined[-1].data["reply"].strip()
+
+
+async def test_api_killed_mid_stream_the_client_resumes_on_a_new_one_and_misses_nothing(
+    stack: EmbeddedStack, api_url: str, token: Callable[..., str]
+) -> None:
+    session = f"kill-api-{uuid.uuid4().hex[:10]}"
+    first: list[Event] = []
+    async with httpx.AsyncClient(base_url=api_url, timeout=180) as api:
+        try:
+            async with api.stream(
+                "POST",
+                "/v1/conversation/stream",
+                json={"session_id": session, "message": STORY},
+                headers=_user(token),
+            ) as response:
+                async for event in events(response):
+                    first.append(event)
+                    if sum(e.event == "token" for e in first) == 3:
+                        # The API process dies with the stream open; the turn goes on.
+                        os.killpg(stack.pids()["api"], signal.SIGKILL)
+        except httpx.HTTPError:
+            pass  # the connection broke with the process: what a client sees
+        await stack.stop(("api",))
+        await stack.start(("api",))
+        resumed = await _follow(api, session, {**_user(token), "Last-Event-ID": first[-1].id or ""})
+    joined = first + resumed
+    ids_in_order(joined, 1)
+    assert joined[-1].event == "turn.completed", [e.event for e in resumed]
+    # The worker never stopped: nothing to take back, every token once.
+    assert not [e for e in joined if e.event == "retract"]
+    assert text(joined) == joined[-1].data["reply"] and joined[-1].data["reply"].strip()
