@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import uuid
@@ -13,6 +14,7 @@ import httpx
 from temporalio.client import Client
 
 from core.settings import Settings
+from deploy.services import free_ports, product_argv
 from deploy.stack import EmbeddedStack
 from tests.activities_in_flight import wait_until_started
 from tests.direct_turns import step_directly
@@ -191,3 +193,63 @@ async def test_an_idle_session_closes_itself_with_its_event(
         headers=_auth(token),
     )
     assert refused.status_code == 409 and refused.json()["code"] == "session_closed"
+
+
+async def test_one_of_two_workers_killed_under_load_every_turn_completes_once(
+    stack: EmbeddedStack, api_url: str, token: Callable[..., str], settings: Settings
+) -> None:
+    # A second worker on the same queues, as a scaled deployment runs them; it is killed
+    # (SIGKILL, by its pid) while turns of eight sessions run on both.
+    port = free_ports(1)[0]
+    environment = {**os.environ, **stack.environment, "ORCH_WORKER_METRICS_ADDRESS": f"127.0.0.1:{port}"}  # fmt: skip
+    second = await asyncio.create_subprocess_exec(
+        *product_argv("worker"),
+        env=environment,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        async with httpx.AsyncClient(timeout=5) as probe:
+            for _ in range(240):
+                with contextlib.suppress(httpx.HTTPError):
+                    if (await probe.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                        break
+                await asyncio.sleep(0.25)
+        sessions = [f"two-{uuid.uuid4().hex[:10]}" for _ in range(8)]
+        async with httpx.AsyncClient(base_url=api_url, timeout=180) as api:
+
+            async def two_turns(session: str) -> list[httpx.Response]:
+                answers = []
+                for message in ("Write a short poem about rain.", "Now one about snow."):
+                    answers.append(
+                        await api.post(
+                            "/v1/conversation/step",
+                            json={"session_id": session, "message": message},
+                            headers=_auth(token),
+                        )
+                    )
+                return answers
+
+            load = asyncio.gather(*(two_turns(s) for s in sessions))
+            await asyncio.sleep(2)
+            os.killpg(second.pid, signal.SIGKILL)
+            answered = await load
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(second.pid, signal.SIGKILL)
+        await second.wait()
+    for session, answers in zip(sessions, answered, strict=True):
+        assert [a.status_code for a in answers] == [200, 200], [a.text for a in answers]
+        assert [a.json()["turn"] for a in answers] == [1, 2]
+        events = await records_for_key(
+            settings.kafka_bootstrap,
+            settings.conversation_events_topic,
+            session,
+            lambda found: len({e["id"] for e in found}) >= 2,
+        )
+        # Redelivered records may repeat, but each turn has one event id, and no turn two.
+        by_turn = {e["data"]["turn"]: set() for e in events}
+        for event in events:
+            by_turn[event["data"]["turn"]].add(event["id"])
+        assert {turn: len(ids) for turn, ids in by_turn.items()} == {1: 1, 2: 1}
