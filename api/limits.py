@@ -7,8 +7,9 @@
   died (a killed API process) lapses after `lease_seconds`.
 
 Over a limit: `RateLimited` (429 problem+json with `Retry-After`), and nothing is started.
-Redis unreachable: the limits are not enforced (logged), so an outage of the counters never
-refuses turns that Temporal would serve.
+Redis unreachable: the request and turn limits are not enforced (logged), so an outage of
+the counters never refuses turns that Temporal would serve; a stream, which Redis buffers,
+is refused at once with 503 (the RedisError's problem) before anything starts.
 """
 
 from __future__ import annotations
@@ -94,6 +95,7 @@ class TenantLimits:
             f"limits:{{{tenant}}}:streams",
             limit,
             f"Tenant {tenant} has {limit} streams open, its limit; close one or retry later.",
+            fail_open=False,
         )
 
     async def turn(self, tenant: str, session_id: str) -> Release:
@@ -105,11 +107,13 @@ class TenantLimits:
             f"Session {session_id} has {limit} turns in flight, its limit; wait for one to end.",
         )
 
-    async def _slot(self, key: str, limit: int, refusal: str) -> Release:
+    async def _slot(self, key: str, limit: int, refusal: str, fail_open: bool = True) -> Release:
         holder = uuid.uuid4().hex
         try:
             taken = await self._take_slot([key], [holder, limit, self._lease_seconds])
         except RedisError as error:
+            if not fail_open:
+                raise
             log.warning("slot limit not checked (Redis): %s", error)
             return _nothing
         if not int(taken):

@@ -21,6 +21,7 @@ from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, RetryState
+from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from activities.moderation import Verdict
@@ -44,6 +45,9 @@ with workflow.unsafe.imports_passed_through():
 OUTPUT_CHECKED_BY_SLM = "output-checked-by-slm"
 #: workflow.patched id: each turn reads the tenant's training lease beside the input check.
 TRAINING_LEASE_READ = "training-lease-read"
+#: A local activity's failure reaches workflow code as the failure itself, not wrapped in
+#: an ActivityError: turns from before this patch let an unreadable lease fail the turn.
+LEASE_READ_FAILURE_TOLERATED = "lease-read-failure-tolerated"
 #: The input check is sent this many of the session's latest answered user turns; the
 #: policy's `context_turns` says how many of them it reads.
 MODERATION_CONTEXT_TURNS = 10
@@ -116,7 +120,11 @@ class Turn:
     async def _training_lease(self) -> Lease | None:
         try:
             return (await lease_calls.read(self._state.settings.tenant)).lease
-        except ActivityError:
+        except (ActivityError, ApplicationError, TemporalTimeoutError) as error:
+            if not isinstance(error, ActivityError) and not workflow.patched(
+                LEASE_READ_FAILURE_TOLERATED
+            ):
+                raise
             # Unknown counts as off: a turn is only ever marked under a lease that was seen.
             workflow.logger.warning("training lock unreadable; the turn is not marked")
             return None
