@@ -6,6 +6,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
 
 from api.auth import TokenVerifier
@@ -15,8 +16,9 @@ from api.middleware import BodyLimitMiddleware, RequestMiddleware
 from api.openapi import openapi_document
 from api.policy import PolicyMiddleware
 from api.problems import install_handlers
-from api.routers import conversations, identity, probes, streams, training
+from api.routers import codec, conversations, identity, probes, streams, training
 from core.clients import Clients
+from core.connections import data_converter
 from core.policy import load_policy
 from core.policy_registry import ActivePolicy
 from core.settings import Settings
@@ -57,11 +59,21 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(conversations.router)
     app.include_router(streams.router)
     app.include_router(training.router)
+    app.include_router(codec.router)
+    app.state.codec = data_converter(settings).payload_codec
     # The middleware added last wraps the others: the request's trace id outermost, so even
     # a 413 has it; then the policy check, which refuses a mismatch before anything starts;
     # then the body limit, which refuses before anything parses the body.
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(PolicyMiddleware)
+    # The Temporal UI calls the codec endpoint from the browser, from its own origin.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(settings.codec_cors_origins),
+        allow_methods=["POST"],
+        allow_headers=["Authorization", "Content-Type", "X-Namespace"],
+        allow_credentials=True,
+    )
     app.add_middleware(RequestMiddleware)
     # Around all of them, the request's span (recorded and exported where the process
     # configured tracing: api/server.py). A streamed reply sends once per token: a span per

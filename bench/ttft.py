@@ -42,6 +42,7 @@ from bench.turns import (
     user_token,
     write_results,
 )
+from core.connections import connect_temporal
 from deploy.stack import EmbeddedStack
 
 RESULTS = Path(__file__).parent / "results" / "ttft.json"
@@ -155,9 +156,7 @@ def summary(samples: dict[str, list[Sample]]) -> dict[str, Any]:
 
 async def measure(stack: EmbeddedStack, requests: int) -> dict[str, Any]:
     settings = stack.settings
-    temporal = await Client.connect(
-        settings.temporal_address, namespace=settings.temporal_namespace
-    )
+    temporal = await connect_temporal(settings)
     async with httpx.AsyncClient(timeout=120) as http:
         paths = Paths(http, temporal, stack, user_token(stack))
         async with floor.serving(temporal, http, paths.chat_url):

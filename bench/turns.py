@@ -32,6 +32,7 @@ from temporalio.client import Client
 
 from bench import floor, phases
 from bench.chat import MAX_TOKENS, PROMPT, chat_body
+from core.connections import connect_temporal
 from core.tokens import mint_token
 from deploy.services import DevPorts
 from deploy.stack import EmbeddedStack
@@ -179,9 +180,7 @@ async def measure(
 ) -> dict[str, Any]:
     token = user_token(stack)
     settings = stack.settings
-    temporal = await Client.connect(
-        settings.temporal_address, namespace=settings.temporal_namespace
-    )
+    temporal = await connect_temporal(settings)
     limits = httpx.Limits(max_connections=concurrency * 2)
     async with httpx.AsyncClient(timeout=120, limits=limits) as http:
         paths = Paths(http, temporal, stack, token)

@@ -9,14 +9,18 @@ TOML file of profiles), as the Temporal CLI does; `ORCH_TEMPORAL_ADDRESS` and
 
 from __future__ import annotations
 
+import dataclasses
 import ssl
 from typing import Any
 
+import temporalio.converter
 from aiokafka.helpers import create_ssl_context
 from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
+from temporalio.converter import DataConverter
 from temporalio.envconfig import ClientConfig, ClientConnectConfig
 
+from core.codec import CodecKeyError, CodecKeys, EncryptionCodec
 from core.settings import ConfigurationError, Settings
 
 
@@ -35,9 +39,23 @@ def temporal_config(settings: Settings) -> ClientConnectConfig:
 
 
 async def connect_temporal(settings: Settings, **options: Any) -> Client:
-    """A client with the tracing interceptor, so spans flow into workflows and activities."""
+    """A client with the tracing interceptor, so spans flow into workflows and activities,
+    and the payload codec, so what Temporal stores is encrypted."""
     arguments: dict[str, Any] = {**temporal_config(settings), **options}
-    return await Client.connect(**arguments, interceptors=[TracingInterceptor()])
+    return await Client.connect(
+        **arguments, interceptors=[TracingInterceptor()], data_converter=data_converter(settings)
+    )
+
+
+def data_converter(settings: Settings) -> DataConverter:
+    """The SDK's converter, with the encryption codec unless ORCH_PAYLOAD_ENCRYPTION=false."""
+    if not settings.payload_encryption:
+        return temporalio.converter.default()
+    try:
+        keys = CodecKeys.load_or_create(settings.codec_key_path)
+    except CodecKeyError as error:
+        raise ConfigurationError(f"ORCH_CODEC_KEY_FILE: {error}") from None
+    return dataclasses.replace(temporalio.converter.default(), payload_codec=EncryptionCodec(keys))
 
 
 def kafka_options(settings: Settings) -> dict[str, Any]:

@@ -100,6 +100,12 @@ class Settings(BaseSettings):
     auth_algorithms: tuple[str, ...] = ("ES256", "RS256")
 
     policy_file: Path | None = None
+    #: Payloads in Temporal encrypted with AES-256-GCM (core/codec.py), with the keys of
+    #: `codec_key_file`, by default made under the data dir on first use (development).
+    payload_encryption: bool = True
+    codec_key_file: Path | None = None
+    #: Origins (the Temporal UI's) allowed to call the codec endpoint from a browser.
+    codec_cors_origins: tuple[str, ...] = ("http://127.0.0.1:8233", "http://localhost:8233")
     #: Threads one moderation classifier check may use (ONNX Runtime's intra-op threads).
     moderation_threads: int = Field(default=2, ge=1, le=32)
 
@@ -153,7 +159,13 @@ class Settings(BaseSettings):
             raise ValueError("expected one or more host:port, comma separated")
         return ",".join(_check_host_port(server) for server in servers)
 
-    @field_validator("auth_key_file", "policy_file", "kafka_sasl_password_file", "kafka_ssl_cafile")
+    @field_validator(
+        "auth_key_file",
+        "policy_file",
+        "kafka_sasl_password_file",
+        "kafka_ssl_cafile",
+        "codec_key_file",
+    )
     @classmethod
     def _existing_file(cls, value: Path | None) -> Path | None:
         if value is not None and not value.is_file():
@@ -211,6 +223,10 @@ class Settings(BaseSettings):
     @property
     def signing_key_path(self) -> Path:
         return self.auth_key_file or self.data_dir / "auth" / "dev-signing-key.pem"
+
+    @property
+    def codec_key_path(self) -> Path:
+        return self.codec_key_file or self.data_dir / "codec" / "dev-keys.json"
 
     @property
     def slm_url(self) -> str:

@@ -8,7 +8,6 @@ instead and never reads this file.
 from __future__ import annotations
 
 import hashlib
-import os
 import re
 import time
 import uuid
@@ -18,6 +17,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from core.files import write_once
 from core.settings import Settings
 
 DEV_ALGORITHM = "ES256"
@@ -29,22 +29,12 @@ TENANT_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 def load_or_create_key(path: Path) -> ec.EllipticCurvePrivateKey:
     """Read the PEM key at `path`, creating it atomically (mode 0600) if it is absent."""
     if not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
         pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        staging = path.with_name(f".{path.name}.{os.getpid()}")
-        staging.write_bytes(pem)
-        staging.chmod(0o600)
-        try:
-            # link() fails if another process won the race; then its key is the key.
-            os.link(staging, path)
-        except FileExistsError:
-            pass
-        finally:
-            staging.unlink()
+        write_once(path, pem)
     key = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise TypeError(f"{path} is not an EC private key")

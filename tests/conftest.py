@@ -18,6 +18,7 @@ import pytest_asyncio
 from redis.asyncio import Redis
 from temporalio.client import Client
 
+from core.connections import connect_temporal
 from core.settings import Settings
 from core.tokens import mint_token
 from deploy.services import DevPorts
@@ -59,7 +60,8 @@ async def api(api_url: str) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest_asyncio.fixture(scope="session")
 async def temporal(settings: Settings) -> Client:
-    return await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    # As the API and the worker connect: with the payload codec, so results decode.
+    return await connect_temporal(settings)
 
 
 @pytest_asyncio.fixture

@@ -33,6 +33,8 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, str]] = [
     ("GET", "/v1/training", None, "user"),
     ("POST", "/v1/training/enable", {"ttl_seconds": 60, "reason": "labelling"}, "admin"),
     ("POST", "/v1/training/disable", {"reason": "done"}, "admin"),
+    ("POST", "/v1/codec/encode", {"payloads": []}, "admin"),
+    ("POST", "/v1/codec/decode", {"payloads": []}, "admin"),
 ]
 ROUTE_IDS = [f"{method} {path}" for method, path, _, _ in ROUTES]
 

@@ -1,0 +1,104 @@
+"""Payload encryption: what Temporal stores of our workflows (messages, replies, verdicts,
+events waiting to be published) is AES-256-GCM ciphertext; only processes holding the keys
+read it.
+
+Keys live in a JSON file (ORCH_CODEC_KEY_FILE; a mounted Secret in production):
+
+    {"active": "2026-12", "keys": {"2026-12": "<base64 of 32 bytes>", "2026-06": "..."}}
+
+New payloads are encrypted with the `active` key, and each carries its key id in its
+metadata, so every key still listed decrypts what it wrote: to rotate, add a key, make it
+active, and drop the old one once no retained history needs it (docs/operations.md). A
+payload without our encoding (histories from before encryption) passes through as it is.
+Under `orchestrator dev` the file is generated on first use, like the dev signing key.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from temporalio.api.common.v1 import Payload
+from temporalio.converter import PayloadCodec
+
+from core.files import write_once
+
+ENCODING = b"binary/encrypted"
+KEY_ID = "encryption-key-id"
+_NONCE_BYTES = 12
+
+
+class CodecKeyError(ValueError):
+    """The key file cannot be used, or a payload names a key it does not hold."""
+
+
+@dataclass(frozen=True)
+class CodecKeys:
+    active: str
+    keys: dict[str, bytes]
+
+    @classmethod
+    def load(cls, path: Path) -> CodecKeys:
+        try:
+            document = json.loads(path.read_text())
+            keys = {kid: base64.b64decode(value, validate=True) for kid, value in document["keys"].items()}  # fmt: skip
+            active = str(document["active"])
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise CodecKeyError(f"{path}: not a key file ({error})") from None
+        if active not in keys:
+            raise CodecKeyError(f"{path}: the active key {active!r} is not among its keys")
+        short = sorted(kid for kid, key in keys.items() if len(key) != 32)
+        if short:
+            raise CodecKeyError(f"{path}: keys {short} are not 32 bytes (AES-256)")
+        return cls(active, keys)
+
+    @classmethod
+    def load_or_create(cls, path: Path) -> CodecKeys:
+        """The keys at `path`, made once (mode 0600, atomically) where there are none."""
+        if not path.exists():
+            document = {"active": "dev-1", "keys": {"dev-1": base64.b64encode(os.urandom(32)).decode()}}  # fmt: skip
+            write_once(path, json.dumps(document, indent=2).encode())
+        return cls.load(path)
+
+
+class EncryptionCodec(PayloadCodec):
+    def __init__(self, keys: CodecKeys) -> None:
+        self._keys = keys
+        self._ciphers = {kid: AESGCM(key) for kid, key in keys.keys.items()}
+
+    async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        kid = self._keys.active
+        cipher = self._ciphers[kid]
+        encoded = []
+        for payload in payloads:
+            nonce = os.urandom(_NONCE_BYTES)
+            sealed = cipher.encrypt(nonce, payload.SerializeToString(), kid.encode())
+            encoded.append(
+                Payload(metadata={"encoding": ENCODING, KEY_ID: kid.encode()}, data=nonce + sealed)
+            )
+        return encoded
+
+    async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
+        return [self._decode(payload) for payload in payloads]
+
+    def _decode(self, payload: Payload) -> Payload:
+        if payload.metadata.get("encoding") != ENCODING:
+            return payload
+        kid = payload.metadata.get(KEY_ID, b"").decode()
+        cipher = self._ciphers.get(kid)
+        if cipher is None:
+            raise CodecKeyError(
+                f"a payload was encrypted with key {kid!r}, which the key file no longer "
+                "holds: add it back to decrypt it"
+            )
+        try:
+            plain = cipher.decrypt(payload.data[:_NONCE_BYTES], payload.data[_NONCE_BYTES:], kid.encode())  # fmt: skip
+        except InvalidTag:
+            raise CodecKeyError(f"a payload does not decrypt with key {kid!r}") from None
+        return Payload.FromString(plain)

@@ -1,0 +1,124 @@
+"""Encrypted histories (docs/operations.md, Payload encryption): what Temporal stores of a
+turn is ciphertext; the processes and the codec endpoint read it; keys rotate."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+import pytest
+from google.protobuf import json_format
+from temporalio.api.common.v1 import Payload
+from temporalio.client import Client
+
+from core.codec import ENCODING, CodecKeyError, CodecKeys, EncryptionCodec
+from core.settings import Settings
+
+
+def _key() -> str:
+    return base64.b64encode(os.urandom(32)).decode()
+
+
+def _keys(tmp_path: Path, active: str, **keys: str) -> CodecKeys:
+    path = tmp_path / f"{active}.json"
+    path.write_text(json.dumps({"active": active, "keys": keys}))
+    return CodecKeys.load(path)
+
+
+async def test_keys_rotate_and_old_payloads_still_decode(tmp_path: Path) -> None:
+    old, new = _key(), _key()
+    plain = Payload(metadata={"encoding": b"json/plain"}, data=b'{"message":"hello"}')
+    (sealed,) = await EncryptionCodec(_keys(tmp_path, "2026-06", **{"2026-06": old})).encode([plain])  # fmt: skip
+    assert sealed.metadata["encoding"] == ENCODING and b"hello" not in sealed.data
+    rotated = EncryptionCodec(_keys(tmp_path, "2026-12", **{"2026-06": old, "2026-12": new}))
+    assert await rotated.decode([sealed]) == [plain]
+    (fresh,) = await rotated.encode([plain])
+    assert fresh.metadata["encryption-key-id"] == b"2026-12"
+    dropped = EncryptionCodec(_keys(tmp_path, "2026-12", **{"2026-12": new}))
+    with pytest.raises(CodecKeyError, match="2026-06"):
+        await dropped.decode([sealed])
+    # Histories from before encryption pass through untouched.
+    assert await dropped.decode([plain]) == [plain]
+
+
+async def test_a_tampered_payload_is_refused(tmp_path: Path) -> None:
+    codec = EncryptionCodec(_keys(tmp_path, "k", k=_key()))
+    (sealed,) = await codec.encode([Payload(data=b"x")])
+    sealed.data = sealed.data[:-1] + bytes([sealed.data[-1] ^ 1])
+    with pytest.raises(CodecKeyError, match="does not decrypt"):
+        await codec.decode([sealed])
+
+
+@pytest.mark.parametrize(
+    ("document", "reason"),
+    [
+        ({"active": "k", "keys": {"k": base64.b64encode(b"short").decode()}}, "32 bytes"),
+        ({"active": "other", "keys": {"k": base64.b64encode(b"k" * 32).decode()}}, "active key"),
+        ({"keys": {}}, "not a key file"),
+    ],
+)
+def test_a_key_file_it_cannot_use_is_refused(
+    tmp_path: Path, document: dict[str, object], reason: str
+) -> None:
+    path = tmp_path / "keys.json"
+    path.write_text(json.dumps(document))
+    with pytest.raises(CodecKeyError, match=reason):
+        CodecKeys.load(path)
+
+
+async def test_history_holds_no_message_and_the_codec_endpoint_reads_it(
+    api: httpx.AsyncClient, token: Callable[..., str], settings: Settings, temporal: Client
+) -> None:
+    session = f"s-{uuid.uuid4().hex[:12]}"
+    canary = f"zebracanary{uuid.uuid4().hex[:6]}"
+    response = await api.post(
+        "/v1/conversation/step",
+        json={"session_id": session, "message": f"Say {canary} back."},
+        headers={"Authorization": f"Bearer {token('acme', 'user')}"},
+    )
+    assert response.status_code == 200, response.text
+    transcript = await api.get(
+        f"/v1/conversation/{session}", headers={"Authorization": f"Bearer {token('acme', 'user')}"}
+    )
+    assert canary in transcript.json()["turns"][0]["message"]  # the processes read it
+
+    # What Temporal stores, read without the keys.
+    bare = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    history = await bare.get_workflow_handle(f"conversation:acme:{session}").fetch_history()
+    assert canary.encode() not in b"".join(e.SerializeToString() for e in history.events)
+    update = next(
+        e.workflow_execution_update_accepted_event_attributes.accepted_request.input.args
+        for e in history.events
+        if e.HasField("workflow_execution_update_accepted_event_attributes")
+    )
+    sealed = [json_format.MessageToDict(p) for p in update.payloads]
+    assert all(base64.b64decode(p["metadata"]["encoding"]) == ENCODING for p in sealed)
+
+    admin = {"Authorization": f"Bearer {token('acme', 'admin')}"}
+    decoded = await api.post("/v1/codec/decode", json={"payloads": sealed}, headers=admin)
+    assert decoded.status_code == 200, decoded.text
+    (message,) = decoded.json()["payloads"]
+    assert canary in base64.b64decode(message["data"]).decode()
+    encoded = await api.post("/v1/codec/encode", json=decoded.json(), headers=admin)
+    again = await api.post("/v1/codec/decode", json=encoded.json(), headers=admin)
+    assert again.json() == decoded.json()
+
+    user = {"Authorization": f"Bearer {token('acme', 'user')}"}
+    refused = await api.post("/v1/codec/decode", json={"payloads": sealed}, headers=user)
+    assert refused.status_code == 403
+    # The Temporal UI's origin may call it from a browser.
+    preflight = await api.options(
+        "/v1/codec/decode",
+        headers={
+            "Origin": "http://localhost:8233",
+            "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization,content-type,x-namespace",
+        },
+    )
+    assert preflight.status_code == 200
+    assert preflight.headers["access-control-allow-origin"] == "http://localhost:8233"
