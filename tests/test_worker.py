@@ -71,6 +71,8 @@ async def test_sigterm_lets_a_running_slm_call_finish(temporal: Client, settings
                 "slm_base_url": settings.slm_url,
                 "redis_url": settings.redis_url,
                 "kafka_bootstrap": settings.kafka_bootstrap,
+                # The stack's payload keys, so this worker reads what the others write.
+                "codec_key_file": settings.codec_key_path,
             }.items()
         },
     }
