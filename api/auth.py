@@ -38,7 +38,14 @@ class TokenVerifier:
         self._settings = settings
         self._jwks: jwt.PyJWKClient | None = None
         if settings.auth_jwks_url is not None:
-            self._jwks = jwt.PyJWKClient(str(settings.auth_jwks_url), cache_keys=True, timeout=5)
+            # The key set is cached for a while, never a key alone: PyJWT's key cache would
+            # keep trusting a key the provider removed until the process restarts.
+            self._jwks = jwt.PyJWKClient(
+                str(settings.auth_jwks_url),
+                cache_keys=False,
+                lifespan=settings.auth_jwks_cache_seconds,
+                timeout=5,
+            )
             self._algorithms = list(settings.auth_algorithms)
             self._dev_key = None
         else:

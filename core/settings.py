@@ -93,6 +93,9 @@ class Settings(BaseSettings):
     slm_timeout_seconds: float = Field(default=60.0, gt=0)
 
     auth_jwks_url: AnyHttpUrl | None = None
+    #: How long the identity provider's key set is trusted before it is fetched again: a
+    #: key it removed is refused at most this long after.
+    auth_jwks_cache_seconds: float = Field(default=300.0, gt=0, le=86400)
     auth_issuer: str = Field(default="orchestrator-dev", min_length=1)
     auth_audience: str = Field(default="orchestrator", min_length=1)
     #: The dev signing key (PEM, EC P-256); by default generated under the data dir on first use.
