@@ -144,12 +144,13 @@ async def test_a_stuck_turn_ends_failed_at_its_time_limit_with_its_event(
     assert [e["data"]["failure"] for e in published] == ["turn_timeout"] * 2
 
 
-async def test_worker_killed_mid_stream_the_resumed_client_gets_the_whole_reply_once(
-    stack: EmbeddedStack, api_url: str, token: Callable[..., str]
-) -> None:
-    session = f"kill-sse-{uuid.uuid4().hex[:10]}"
+async def _killed_mid_stream(
+    stack: EmbeddedStack, api: httpx.AsyncClient, token: Callable[..., str], session: str, name: str
+) -> list[Event]:
+    """Start a streamed turn, SIGKILL the `name` service (by its pid) once three tokens
+    arrived, restart it, and return what the client got before its stream broke off."""
     first: list[Event] = []
-    async with httpx.AsyncClient(base_url=api_url, timeout=180) as api:
+    try:
         async with api.stream(
             "POST",
             "/v1/conversation/stream",
@@ -159,10 +160,21 @@ async def test_worker_killed_mid_stream_the_resumed_client_gets_the_whole_reply_
             async for event in events(response):
                 first.append(event)
                 if sum(e.event == "token" for e in first) == 3:
+                    os.killpg(stack.pids()[name], signal.SIGKILL)  # without a goodbye
                     break
-        os.killpg(stack.pids()["worker"], signal.SIGKILL)  # mid-call, without a goodbye
-        await stack.stop(("worker",))
-        await stack.start(("worker",))
+    except httpx.HTTPError:
+        pass  # the connection broke with the API process: what a client sees
+    await stack.stop((name,))
+    await stack.start((name,))
+    return first
+
+
+async def test_worker_killed_mid_stream_the_resumed_client_gets_the_whole_reply_once(
+    stack: EmbeddedStack, api_url: str, token: Callable[..., str]
+) -> None:
+    session = f"kill-sse-{uuid.uuid4().hex[:10]}"
+    async with httpx.AsyncClient(base_url=api_url, timeout=180) as api:
+        first = await _killed_mid_stream(stack, api, token, session, "worker")
         resumed = await _follow(api, session, {**_user(token), "Last-Event-ID": first[-1].id or ""})
     joined = first + resumed
     ids_in_order(joined, 1)
@@ -176,24 +188,9 @@ async def test_api_killed_mid_stream_the_client_resumes_on_a_new_one_and_misses_
     stack: EmbeddedStack, api_url: str, token: Callable[..., str]
 ) -> None:
     session = f"kill-api-{uuid.uuid4().hex[:10]}"
-    first: list[Event] = []
     async with httpx.AsyncClient(base_url=api_url, timeout=180) as api:
-        try:
-            async with api.stream(
-                "POST",
-                "/v1/conversation/stream",
-                json={"session_id": session, "message": STORY},
-                headers=_user(token),
-            ) as response:
-                async for event in events(response):
-                    first.append(event)
-                    if sum(e.event == "token" for e in first) == 3:
-                        # The API process dies with the stream open; the turn goes on.
-                        os.killpg(stack.pids()["api"], signal.SIGKILL)
-        except httpx.HTTPError:
-            pass  # the connection broke with the process: what a client sees
-        await stack.stop(("api",))
-        await stack.start(("api",))
+        # The API process dies with the stream open; the turn goes on in the worker.
+        first = await _killed_mid_stream(stack, api, token, session, "api")
         resumed = await _follow(api, session, {**_user(token), "Last-Event-ID": first[-1].id or ""})
     joined = first + resumed
     ids_in_order(joined, 1)
