@@ -1,11 +1,14 @@
 """The training-mode lock in Redis: a leased, fenced key per tenant, which every process reads.
 
-`orchestrator:training:<tenant>:lock` holds the lease as JSON (token, holder, fence, reason,
+`orchestrator:training:{<tenant>}:lock` holds the lease as JSON (token, holder, fence, reason,
 enabled_at, expires_at), written with SET NX PX so it vanishes by itself at `expires_at`.
-`orchestrator:training:<tenant>:fence` grows by one at every enable. Only a compare-and-act
+`orchestrator:training:{<tenant>}:fence` grows by one at every enable. Only a compare-and-act
 script, given the holder's token, extends, restores or releases a lease, so a stale holder can
-never touch a newer one. TrainingModeWorkflow is the only writer; every activity here is
-idempotent, so Temporal may retry any of them.
+never touch a newer one; a released lease leaves its token behind
+(`...:released:<token>`, until the lease would have expired) so that a renewal still in
+flight cannot write it back. The braces are a Redis Cluster hash tag: a tenant's keys share
+one slot, as a script's keys must. TrainingModeWorkflow is the only writer; every activity
+here is idempotent, so Temporal may retry any of them.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from temporalio.common import MetricMeter
 
 TENANTS_KEY = "orchestrator:training:tenants"
 
-# KEYS: lock, fence, tenants. ARGV: token, lease JSON, ttl ms, lowest acceptable fence, tenant.
+# KEYS: lock, fence. ARGV: token, lease JSON, ttl ms, lowest acceptable fence.
 # Holding the lease already (a retried acquire) returns it unchanged: the fence moves once.
 _ACQUIRE = """
 local current = redis.call('GET', KEYS[1])
@@ -39,27 +42,28 @@ local lease = cjson.decode(ARGV[2])
 lease.fence = fence
 local value = cjson.encode(lease)
 redis.call('SET', KEYS[1], value, 'NX', 'PX', ARGV[3])
-redis.call('SADD', KEYS[3], ARGV[5])
 return {1, value}
 """
 
-# KEYS: lock, fence, tenants. ARGV: token, lease JSON, ttl ms, fence, tenant.
+# KEYS: lock, fence, released. ARGV: token, lease JSON, ttl ms, fence.
 # 0: another holder's lease is there; 1: ours, rewritten; 2: it was gone, written back
-# (with the fence counter, should Redis have lost that too).
+# (with the fence counter, should Redis have lost that too); 3: it was released, left gone.
 _RENEW = """
+if redis.call('EXISTS', KEYS[3]) == 1 then return 3 end
 local current = redis.call('GET', KEYS[1])
 if current and cjson.decode(current).token ~= ARGV[1] then return 0 end
 redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
 if tonumber(redis.call('GET', KEYS[2]) or '0') < tonumber(ARGV[4]) then
   redis.call('SET', KEYS[2], ARGV[4])
 end
-redis.call('SADD', KEYS[3], ARGV[5])
 if current then return 1 end
 return 2
 """
 
-# KEYS: lock. ARGV: token. 1: released; 0: not ours, or already gone.
+# KEYS: lock, released. ARGV: token, ms the lease had left.
+# 1: released; 0: not ours, or already gone. Either way its token is remembered as released.
 _RELEASE = """
+redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
 local current = redis.call('GET', KEYS[1])
 if current and cjson.decode(current).token == ARGV[1] then
   redis.call('DEL', KEYS[1])
@@ -68,13 +72,20 @@ end
 return 0
 """
 
+#: How long a released token is remembered when the lease's expiry is not known.
+_RELEASED_TTL_MS = 24 * 3600 * 1000
+
 
 def lock_key(tenant: str) -> str:
-    return f"orchestrator:training:{tenant}:lock"
+    return f"orchestrator:training:{{{tenant}}}:lock"
 
 
 def fence_key(tenant: str) -> str:
-    return f"orchestrator:training:{tenant}:fence"
+    return f"orchestrator:training:{{{tenant}}}:fence"
+
+
+def released_key(tenant: str, token: str) -> str:
+    return f"orchestrator:training:{{{tenant}}}:released:{token}"
 
 
 @dataclass
@@ -90,8 +101,7 @@ class Lease:
 
     def ttl_ms(self) -> int:
         """Milliseconds left before `expires_at`, by this machine's clock."""
-        expires = datetime.fromisoformat(self.expires_at)
-        return int(expires.timestamp() * 1000 - time.time() * 1000)
+        return _ms_until(self.expires_at)
 
     @classmethod
     def parse(cls, raw: bytes | str) -> Lease:
@@ -114,7 +124,8 @@ class AcquireResult:
 
 @dataclass
 class RenewResult:
-    #: "renewed", "restored" (the key was gone), "held_by_other" or "expired" (nothing written).
+    #: "renewed", "restored" (the key was gone), "held_by_other", or, with nothing written,
+    #: "expired" or "released".
     outcome: str
 
 
@@ -122,6 +133,8 @@ class RenewResult:
 class ReleaseRequest:
     tenant: str
     token: str
+    #: The lease's `expires_at`: its token is remembered as released until then.
+    expires_at: str = ""
 
 
 @dataclass
@@ -150,9 +163,10 @@ class TrainingLock:
         """Take the lock if it is free; `request.lease.fence` is the lowest fence to hand out."""
         tenant, lease = request.tenant, request.lease
         held, raw = await self._acquire(
-            keys=[lock_key(tenant), fence_key(tenant), TENANTS_KEY],
-            args=[lease.token, _json(lease), max(lease.ttl_ms(), 1), lease.fence, tenant],
+            keys=[lock_key(tenant), fence_key(tenant)],
+            args=[lease.token, _json(lease), max(lease.ttl_ms(), 1), lease.fence],
         )
+        await self._redis.sadd(TENANTS_KEY, tenant)
         result = AcquireResult(acquired=bool(held), lease=Lease.parse(raw))
         if result.acquired:
             self._state.set(1, {"tenant": tenant})
@@ -165,18 +179,27 @@ class TrainingLock:
         ttl_ms = lease.ttl_ms()
         if ttl_ms <= 0:
             return RenewResult("expired")
-        outcome = await self._renew(
-            keys=[lock_key(tenant), fence_key(tenant), TENANTS_KEY],
-            args=[lease.token, _json(lease), ttl_ms, lease.fence, tenant],
+        outcome = int(
+            await self._renew(
+                keys=[lock_key(tenant), fence_key(tenant), released_key(tenant, lease.token)],
+                args=[lease.token, _json(lease), ttl_ms, lease.fence],
+            )
         )
-        if outcome:
+        if outcome in (1, 2):
+            await self._redis.sadd(TENANTS_KEY, tenant)
             self._state.set(1, {"tenant": tenant})
-        return RenewResult({0: "held_by_other", 1: "renewed", 2: "restored"}[int(outcome)])
+        return RenewResult({0: "held_by_other", 1: "renewed", 2: "restored", 3: "released"}[outcome])  # fmt: skip
 
     @activity.defn(name="training.release")
     async def release(self, request: ReleaseRequest) -> bool:
-        released = bool(await self._release(keys=[lock_key(request.tenant)], args=[request.token]))
-        self._state.set(0, {"tenant": request.tenant})
+        tenant, token = request.tenant, request.token
+        ttl_ms = max(_ms_until(request.expires_at), 1) if request.expires_at else _RELEASED_TTL_MS
+        released = bool(
+            await self._release(
+                keys=[lock_key(tenant), released_key(tenant, token)], args=[token, ttl_ms]
+            )
+        )
+        self._state.set(0, {"tenant": tenant})
         return released
 
     @activity.defn(name="training.read")
@@ -186,6 +209,11 @@ class TrainingLock:
         lease = Lease.parse(raw) if raw else None
         self._state.set(1 if lease else 0, {"tenant": request.tenant})
         return ReadResult(lease)
+
+
+def _ms_until(instant: str) -> int:
+    """Milliseconds from now to `instant` (ISO 8601), by this machine's clock."""
+    return int(datetime.fromisoformat(instant).timestamp() * 1000 - time.time() * 1000)
 
 
 def _json(lease: Lease) -> str:

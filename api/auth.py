@@ -6,6 +6,7 @@ asymmetric list only, so `alg: none` and HMAC-with-the-public-key confusions nev
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import jwt
@@ -15,6 +16,7 @@ from core.errors import DependencyUnavailable, Forbidden, Unauthenticated
 from core.settings import Settings
 from core.tokens import DEV_ALGORITHM, TENANT_PATTERN, load_or_create_key
 
+log = logging.getLogger("orchestrator.api")
 _REQUIRED_CLAIMS = ["sub", "tenant", "roles", "iss", "aud", "exp"]
 _LEEWAY_SECONDS = 5
 
@@ -49,7 +51,14 @@ class TokenVerifier:
             self._algorithms = list(settings.auth_algorithms)
             self._dev_key = None
         else:
-            self._dev_key = load_or_create_key(settings.signing_key_path).public_key()
+            dev_key = load_or_create_key(settings.signing_key_path, create=settings.dev_mode)
+            self._dev_key = dev_key.public_key()
+            if not settings.dev_mode and settings.auth_key_file is None:
+                log.warning(
+                    "verifying tokens with the dev signing key %s: set ORCH_AUTH_JWKS_URL "
+                    "in production",
+                    settings.signing_key_path,
+                )
             self._algorithms = [DEV_ALGORITHM]
 
     async def verify(self, authorization: str | None) -> Principal:

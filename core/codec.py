@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
-from core.files import write_once
+from core.files import missing_key, read_private, write_once
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
@@ -46,7 +46,7 @@ class CodecKeys:
     @classmethod
     def load(cls, path: Path) -> CodecKeys:
         try:
-            document = json.loads(path.read_text())
+            document = json.loads(read_private(path, "ORCH_CODEC_KEY_FILE"))
             keys = {kid: base64.b64decode(value, validate=True) for kid, value in document["keys"].items()}  # fmt: skip
             active = str(document["active"])
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
@@ -59,9 +59,17 @@ class CodecKeys:
         return cls(active, keys)
 
     @classmethod
-    def load_or_create(cls, path: Path) -> CodecKeys:
-        """The keys at `path`, made once (mode 0600, atomically) where there are none."""
+    def load_or_create(cls, path: Path, *, create: bool) -> CodecKeys:
+        """The keys at `path`; where there are none, made once (mode 0600, atomically) when
+        `create` (dev mode), else start-up stops saying where keys belong."""
         if not path.exists():
+            if not create:
+                raise missing_key(
+                    "ORCH_CODEC_KEY_FILE",
+                    path,
+                    "not set, and there is no key file; in production mount your keys and "
+                    "point it at them (docs/operations.md, key rotation)",
+                )
             document = {"active": "dev-1", "keys": {"dev-1": base64.b64encode(os.urandom(32)).decode()}}  # fmt: skip
             write_once(path, json.dumps(document, indent=2).encode())
         return cls.load(path)

@@ -52,7 +52,7 @@ def data_converter(settings: Settings) -> DataConverter:
     if not settings.payload_encryption:
         return temporalio.converter.default()
     try:
-        keys = CodecKeys.load_or_create(settings.codec_key_path)
+        keys = CodecKeys.load_or_create(settings.codec_key_path, create=settings.dev_mode)
     except CodecKeyError as error:
         raise ConfigurationError(f"ORCH_CODEC_KEY_FILE: {error}") from None
     return dataclasses.replace(temporalio.converter.default(), payload_codec=EncryptionCodec(keys))

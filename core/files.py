@@ -1,9 +1,12 @@
-"""Files a process makes for itself on first use (dev keys)."""
+"""Key files: made by a process for itself on first use (dev mode), read only when private."""
 
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
+
+from core.settings import ConfigurationError
 
 
 def write_once(path: Path, content: bytes) -> None:
@@ -19,3 +22,22 @@ def write_once(path: Path, content: bytes) -> None:
         pass
     finally:
         staging.unlink()
+
+
+def read_private(path: Path, variable: str) -> bytes:
+    """The content of a key file, refused (naming `variable`) when other users can read it."""
+    mode = path.stat().st_mode
+    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+        raise ConfigurationError(
+            f"{variable}: {path} can be read by other users (mode {stat.S_IMODE(mode):o}); "
+            f"run `chmod 600 {path}`"
+        )
+    return path.read_bytes()
+
+
+def missing_key(variable: str, path: Path, production: str) -> ConfigurationError:
+    """The start-up error for a dev key that is absent outside dev mode."""
+    return ConfigurationError(
+        f"{variable}: {production}; or, for development only, run `orchestrator dev` or set "
+        f"ORCH_DEV_MODE=true to make a dev key at {path}"
+    )

@@ -92,6 +92,10 @@ class Settings(BaseSettings):
     slm_api_key: str = "unused"  # vLLM and hosted servers may require one; llama.cpp does not
     slm_timeout_seconds: float = Field(default=60.0, gt=0)
 
+    #: Development: the dev signing key and the dev codec keys are made under the data dir
+    #: when absent. `orchestrator dev` sets it for what it starts; never set in production.
+    dev_mode: bool = False
+
     auth_jwks_url: AnyHttpUrl | None = None
     #: How long the identity provider's key set is trusted before it is fetched again: a
     #: key it removed is refused at most this long after.

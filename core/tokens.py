@@ -1,8 +1,10 @@
-"""Bearer tokens: the claim formats and the dev signing key, an EC P-256 key made on first use.
+"""Bearer tokens: the claim formats and the dev signing key, an EC P-256 key.
 
 `orchestrator token` signs with it and the API verifies with its public half, so both sides
-of one data dir agree without any setup. Production verifies against ORCH_AUTH_JWKS_URL
-instead and never reads this file.
+of one data dir agree without any setup. The key is made only by an explicit dev action
+(`orchestrator dev`, `orchestrator token`, ORCH_DEV_MODE=true), never by an API that merely
+lacks a JWKS URL, and is refused when other users can read it. Production verifies against
+ORCH_AUTH_JWKS_URL instead and never reads this file.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from core.files import write_once
+from core.files import missing_key, read_private, write_once
 from core.settings import Settings
 
 DEV_ALGORITHM = "ES256"
@@ -26,16 +28,26 @@ ROLES = ("user", "admin")
 TENANT_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 
 
-def load_or_create_key(path: Path) -> ec.EllipticCurvePrivateKey:
-    """Read the PEM key at `path`, creating it atomically (mode 0600) if it is absent."""
+def load_or_create_key(path: Path, *, create: bool) -> ec.EllipticCurvePrivateKey:
+    """Read the PEM key at `path`; if it is absent, create it atomically (mode 0600) when
+    `create`, else stop start-up saying how to configure tokens."""
     if not path.exists():
+        if not create:
+            raise missing_key(
+                "ORCH_AUTH_JWKS_URL",
+                path,
+                "not set, and there is no signing key; in production point it at your "
+                "identity provider's key set (JWKS)",
+            )
         pem = ec.generate_private_key(ec.SECP256R1()).private_bytes(
             serialization.Encoding.PEM,
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
         write_once(path, pem)
-    key = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    key = serialization.load_pem_private_key(
+        read_private(path, "ORCH_AUTH_KEY_FILE"), password=None
+    )
     if not isinstance(key, ec.EllipticCurvePrivateKey):
         raise TypeError(f"{path} is not an EC private key")
     return key
@@ -57,7 +69,8 @@ def mint_token(
     ttl_seconds: int = 3600,
 ) -> str:
     """A bearer token the API of the same data dir (or key file) accepts."""
-    key = load_or_create_key(settings.signing_key_path)
+    # Asking for a dev token is a dev action: it makes the key if there is none yet.
+    key = load_or_create_key(settings.signing_key_path, create=True)
     now = int(time.time())
     claims = {
         "sub": subject or f"{tenant}-{roles[0]}",

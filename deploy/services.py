@@ -83,6 +83,8 @@ def dev_environment(data_dir: Path, ports: DevPorts) -> dict[str, str]:
     """The ORCH_ settings that point the worker and the API at the embedded servers."""
     return {
         "ORCH_DATA_DIR": str(data_dir),
+        # Dev keys (token signing, payload encryption) are made under the data dir.
+        "ORCH_DEV_MODE": "true",
         "ORCH_API_HOST": "127.0.0.1",
         "ORCH_API_PORT": str(ports.api),
         "ORCH_TEMPORAL_ADDRESS": f"127.0.0.1:{ports.temporal}",

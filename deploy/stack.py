@@ -15,6 +15,7 @@ from pathlib import Path
 from core import readiness
 from core.clients import Clients
 from core.settings import load_settings
+from core.tokens import load_or_create_key
 from deploy import services
 from deploy.process import ManagedProcess, ServiceFailed
 from deploy.services import DevPorts, Service
@@ -53,6 +54,9 @@ class EmbeddedStack:
             planned = [self.service(name) for name in names]
             for service in planned:
                 _check_ports_free(service)
+            # The dev keys exist from the start, so an API or a worker started by hand on this
+            # data dir (beside `orchestrator dev --services`) finds them.
+            load_or_create_key(self.settings.signing_key_path, create=True)
             self._clients = self._clients or await Clients.open(self.settings)
             for group in (INFRASTRUCTURE, PRODUCT):
                 batch = [s for s in planned if s.name in group]

@@ -36,7 +36,7 @@ def _claims(settings: Settings, **overrides: object) -> dict[str, object]:
 
 
 def _signed(settings: Settings, **overrides: object) -> str:
-    key = load_or_create_key(settings.signing_key_path)
+    key = load_or_create_key(settings.signing_key_path, create=False)
     return jwt.encode(_claims(settings, **overrides), key, algorithm="ES256")
 
 
@@ -56,7 +56,7 @@ def _forged(header: dict[str, str], claims: dict[str, object], secret: bytes | N
 def _refused_tokens(settings: Settings) -> dict[str, str]:
     stranger = ec.generate_private_key(ec.SECP256R1())
     public_pem = (
-        load_or_create_key(settings.signing_key_path)
+        load_or_create_key(settings.signing_key_path, create=False)
         .public_key()
         .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
     )

@@ -188,3 +188,60 @@ def test_thresholds_for_other_heads_stop_the_worker(run_cli: RunCli, tmp_path: P
         "orchestrator: configuration error: ORCH_POLICY_FILE: the policy's thresholds are for "
         "classifier heads 1999.01.01"
     )
+
+
+@pytest.mark.parametrize(
+    ("command", "variable"), [("api", "ORCH_AUTH_JWKS_URL"), ("worker", "ORCH_CODEC_KEY_FILE")]
+)
+def test_outside_dev_mode_no_dev_key_is_made_and_start_up_says_what_to_configure(
+    run_cli: RunCli, tmp_path: Path, command: str, variable: str
+) -> None:
+    result = run_cli(command, env={"ORCH_DATA_DIR": str(tmp_path)})
+    assert result.returncode == 2, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith(f"orchestrator: configuration error: {variable}:")
+    assert "ORCH_DEV_MODE=true" in lines[0]
+    assert not list(tmp_path.rglob("*key*")), "a key was made outside dev mode"
+
+
+def test_a_dev_token_is_accepted_by_an_api_of_the_same_data_dir_outside_dev_mode(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    """`orchestrator token` is a dev action: it makes the signing key the API then reads."""
+    assert run_cli("token", "--tenant", "acme", "--role", "user",
+                   env={"ORCH_DATA_DIR": str(tmp_path)}).returncode == 0  # fmt: skip
+    key = tmp_path / "auth" / "dev-signing-key.pem"
+    assert key.stat().st_mode & 0o777 == 0o600
+    # It gets past the signing key (and on to the next setting, the codec's keys).
+    result = run_cli("api", env={"ORCH_DATA_DIR": str(tmp_path)})
+    assert "ORCH_CODEC_KEY_FILE:" in result.stderr, result.stderr
+
+
+_CODEC_KEYS = '{"active": "k1", "keys": {"k1": "' + "A" * 43 + '="}}'
+
+
+@pytest.mark.parametrize(
+    ("command", "variable", "content"),
+    [
+        ("api", "ORCH_AUTH_KEY_FILE", None),
+        ("api", "ORCH_CODEC_KEY_FILE", _CODEC_KEYS),
+        ("worker", "ORCH_CODEC_KEY_FILE", _CODEC_KEYS),
+    ],
+)
+def test_a_key_file_other_users_can_read_is_refused(
+    run_cli: RunCli, tmp_path: Path, command: str, variable: str, content: str | None
+) -> None:
+    key = tmp_path / "key"
+    if content is None:
+        run_cli("token", "--tenant", "acme", "--role", "user", env={"ORCH_DATA_DIR": str(tmp_path)})
+        (tmp_path / "auth" / "dev-signing-key.pem").rename(key)
+    else:
+        key.write_text(content)
+    key.chmod(0o644)
+    # Refused in dev mode too: dev mode makes keys, it never loosens reading them.
+    environment = {"ORCH_DATA_DIR": str(tmp_path), "ORCH_DEV_MODE": "true", variable: str(key)}
+    result = run_cli(command, env=environment)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith(f"orchestrator: configuration error: {variable}:")
+    assert "can be read by other users" in result.stderr and "chmod 600" in result.stderr

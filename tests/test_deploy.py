@@ -187,8 +187,9 @@ def test_compose_pins_its_images_and_configures_as_the_manifests() -> None:
     product = {n for n, s in services.items() if s["image"] == "slm-orchestrator:dev"}
     assert product == {"setup", "api", "worker", "slm-worker"}
     configmap = yaml.safe_load((ROOT / "deploy" / "k8s" / "base" / "configmap.yaml").read_text())
-    # The same settings as on Kubernetes, but no identity provider: the dev key signs tokens.
-    expected = set(configmap["data"]) - {"ORCH_AUTH_JWKS_URL"}
+    # The same settings as on Kubernetes, but no identity provider: the dev key signs tokens
+    # (dev mode makes it, and the codec's dev keys, in the data volume).
+    expected = set(configmap["data"]) - {"ORCH_AUTH_JWKS_URL"} | {"ORCH_DEV_MODE"}
     for name in product:
         environment = services[name]["environment"]
         assert {k for k in environment if k.startswith("ORCH_")} == expected, name

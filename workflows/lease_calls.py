@@ -49,8 +49,10 @@ async def renew(tenant: str, lease: Lease) -> RenewResult:
     return await _brief("training.renew", LeaseRequest(tenant, lease), RenewResult)
 
 
-async def release(tenant: str, token: str) -> bool:
-    return await _brief("training.release", ReleaseRequest(tenant, token), bool)
+async def release(tenant: str, token: str, expires_at: str = "") -> bool:
+    """Release the lease of `token`; `expires_at` (when known) bounds how long its token is
+    remembered as released."""
+    return await _brief("training.release", ReleaseRequest(tenant, token, expires_at), bool)
 
 
 async def read(tenant: str) -> ReadResult:

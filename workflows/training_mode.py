@@ -116,7 +116,7 @@ class TrainingModeWorkflow:
             if lease is None:
                 return self.status()  # already off: nothing to do, nothing to audit
             try:
-                await lease_calls.release(self.state.settings.tenant, lease.token)
+                await lease_calls.release(self.state.settings.tenant, lease.token, lease.expires_at)
             except ActivityError:
                 raise _lock_store_unavailable() from None
             self.state.lease = None
