@@ -175,7 +175,11 @@ def main() -> None:
     from api.app import create_app
     from core.settings import load_settings
 
-    print(json.dumps(openapi_document(create_app(load_settings(dev_mode=True))), indent=2, sort_keys=True))
+    print(
+        json.dumps(
+            openapi_document(create_app(load_settings(dev_mode=True))), indent=2, sort_keys=True
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -59,4 +59,8 @@ def temporal_errors(what: str) -> Iterator[None]:
             raise DependencyUnavailable(
                 "Temporal is unavailable; retry in a moment.", dependency="temporal"
             ) from None
+        if error.status == RPCStatusCode.RESOURCE_EXHAUSTED:  # its rate or its capacity
+            raise DependencyUnavailable(
+                "Temporal is over its capacity; retry in a moment.", dependency="temporal"
+            ) from None
         raise

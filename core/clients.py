@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import httpx
-from redis.asyncio import Redis
+from redis.asyncio import BlockingConnectionPool, Redis
 from temporalio.client import Client
 
 from core.connections import connect_temporal
@@ -33,11 +33,16 @@ class Clients:
 
 
 def open_redis(settings: Settings) -> Redis:
-    """A pooled client that gives up within the readiness timeout instead of hanging."""
+    """A pooled client: an unreachable Redis fails a command within the readiness timeout;
+    a busy pool makes it wait its turn (ORCH_REDIS_MAX_CONNECTIONS), so many followed
+    streams slow each other down a little instead of failing every tenant's."""
     timeout = settings.readiness_timeout_seconds
-    return Redis.from_url(
+    pool = BlockingConnectionPool.from_url(
         str(settings.redis_url),
+        max_connections=settings.redis_max_connections,
+        timeout=settings.redis_pool_wait_seconds,
         socket_connect_timeout=timeout,
         socket_timeout=timeout,
         health_check_interval=15,
     )
+    return Redis.from_pool(pool)

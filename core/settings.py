@@ -68,6 +68,11 @@ class Settings(BaseSettings):
     slm_task_queue: str = Field(default="orchestrator-slm", min_length=1)
 
     redis_url: RedisDsn = RedisDsn("redis://127.0.0.1:6379/0")
+    #: Connections one process opens to Redis at most; past it a command waits (up to
+    #: `redis_pool_wait_seconds`) for one to free rather than failing. Each followed stream
+    #: holds one while it waits for its next event (at most a second at a time).
+    redis_max_connections: int = Field(default=256, ge=4, le=10_000)
+    redis_pool_wait_seconds: float = Field(default=10.0, gt=0, le=300)
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     #: Idempotent producing needs broker support: on for Kafka, off for the embedded broker.

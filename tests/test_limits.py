@@ -1,11 +1,13 @@
 """Per-tenant limits (docs/api.md, Limits): over one, a 429 problem with Retry-After and
 nothing started; a tenant over its limit does not hold back another.
 
-The API is restarted once for this module with tight limits for three tenants of its own.
+The API is restarted once for this module with tight limits for three tenants of its own,
+and a Redis pool of four connections.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import AsyncIterator, Callable
@@ -23,13 +25,18 @@ TIGHT = {
     "turn-limited": {"turns_in_flight_per_session": 1},
 }
 LONG = "Write a long story about a lighthouse keeper."
+POOL = 4
 
 
 @pytest_asyncio.fixture(scope="module")
 async def limited_api(stack: EmbeddedStack) -> AsyncIterator[str]:
     original = dict(stack.environment)
     await stack.stop(("api",))
-    stack.environment = {**original, "ORCH_TENANT_LIMITS": json.dumps(TIGHT)}
+    stack.environment = {
+        **original,
+        "ORCH_TENANT_LIMITS": json.dumps(TIGHT),
+        "ORCH_REDIS_MAX_CONNECTIONS": str(POOL),
+    }
     await stack.start(("api",))
     try:
         yield stack.urls()["api_url"]
@@ -132,3 +139,21 @@ async def test_a_session_with_a_turn_in_flight_is_refused_a_second(
                 pass
         transcript = await api.get(f"/v1/conversation/{session}", headers=headers)
         assert [t["turn"] for t in transcript.json()["turns"]] == [1]
+
+
+async def test_more_streams_than_redis_connections_all_reach_their_end(
+    limited_api: str, token: Callable[..., str]
+) -> None:
+    """Each relay waits for its next event on a pooled connection: twice as many streams as
+    the pool holds wait their turn for one, and none fails."""
+    headers = _auth(token, "acme")
+
+    async def streamed(api: httpx.AsyncClient) -> list[str]:
+        body = {"session_id": f"s-{uuid.uuid4().hex[:12]}", "message": "Say hello."}
+        async with api.stream("POST", "/v1/chat/stream", json=body, headers=headers) as stream:
+            assert stream.status_code == 200, await stream.aread()
+            return [line async for line in stream.aiter_lines() if line.startswith("event:")]
+
+    async with httpx.AsyncClient(base_url=limited_api, timeout=120) as api:
+        events = await asyncio.gather(*(streamed(api) for _ in range(2 * POOL)))
+    assert all(kinds[-1] == "event: turn.completed" for kinds in events), events
