@@ -29,17 +29,20 @@ import time
 from dataclasses import dataclass, field
 from typing import cast
 
-from openai import AsyncOpenAI
+from openai import AsyncOpenAI, BadRequestError
 from openai.types.chat import ChatCompletionMessageParam
 from opentelemetry import trace
 from opentelemetry.propagate import inject
 from opentelemetry.trace import SpanKind
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities.moderation import Moderator, Verdict
 from activities.turn_stream import StreamEvent, StreamTarget, TurnStreams
 from core.settings import Settings
 
+#: The ApplicationError type of a request the SLM server refused (HTTP 400).
+SLM_REJECTED = "slm_rejected"
 log = logging.getLogger("orchestrator.slm")
 _tracer = trace.get_tracer("orchestrator.slm")
 #: Often enough that a cancellation reaches the call within a second (the SLM worker sends
@@ -123,6 +126,14 @@ class SlmActivities:
                     completion = await self._whole(request, headers)
                 else:
                     completion = await self._streamed(request, headers, request.stream)
+            except BadRequestError as error:
+                # The server refuses this request as it is (e.g. longer than the model's
+                # context): asking again cannot help.
+                raise ApplicationError(
+                    f"The language model refused the request: {error.message}",
+                    type=SLM_REJECTED,
+                    non_retryable=True,
+                ) from None
             finally:
                 heartbeats.cancel()
             span.set_attributes(

@@ -27,6 +27,10 @@ class Principal:
     tenant: str
     roles: frozenset[str]
 
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles
+
     def require(self, role: str) -> None:
         # An admin of a tenant may do everything a user of it may.
         if role not in self.roles and not (role == "user" and "admin" in self.roles):

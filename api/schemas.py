@@ -98,6 +98,8 @@ class TurnOut(BaseModel):
     #: Whether the turn ran under the tenant's training lease, and that lease's fence.
     training_mode: bool
     training_fence: int | None
+    #: Who asked for the turn (their token's `sub`); empty for turns from before it was kept.
+    actor: str
 
     @classmethod
     def of(cls, record: TurnRecord) -> TurnOut:
@@ -113,6 +115,7 @@ class TurnOut(BaseModel):
             metadata=record.metadata,
             training_mode=record.training_mode,
             training_fence=record.training_fence,
+            actor=record.actor,
         )
 
 

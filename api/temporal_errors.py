@@ -11,10 +11,14 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from core.errors import (
     DependencyUnavailable,
+    EventsBacklog,
+    Forbidden,
+    IdempotencyMismatch,
     InvalidRequest,
     NotFound,
     OrchestratorError,
     SessionClosed,
+    SlmRejected,
     TrainingLocked,
     TurnCancelled,
     TurnNotRunning,
@@ -31,6 +35,10 @@ _APPLICATION_ERRORS: dict[str, type[OrchestratorError]] = {
     "turn_cancelled": TurnCancelled,
     "turn_timeout": TurnTimedOut,
     "not_found": NotFound,
+    "forbidden": Forbidden,
+    "idempotency_mismatch": IdempotencyMismatch,
+    "events_backlog": EventsBacklog,
+    "slm_rejected": SlmRejected,
 }
 
 

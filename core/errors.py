@@ -72,6 +72,23 @@ class InvalidRequest(OrchestratorError):
     status, code, title = 422, "validation_error", "Invalid request"
 
 
+class SlmRejected(InvalidRequest):
+    code, title = "slm_rejected", "The language model refused the request"
+
+
+class IdempotencyMismatch(InvalidRequest):
+    code, title = "idempotency_mismatch", "Idempotency-Key used for another request"
+
+
+class EventsBacklog(DependencyUnavailable):
+    """A session whose unpublished events (a broker outage) reached their bound."""
+
+    code, title = "events_backlog", "Events waiting for the broker"
+
+    def __init__(self, detail: str, **extensions: object) -> None:
+        super().__init__(detail, dependency="kafka", **extensions)
+
+
 class SessionClosed(OrchestratorError):
     status, code, title = 409, "session_closed", "Session closed"
 

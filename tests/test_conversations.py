@@ -217,8 +217,10 @@ async def test_feedback_and_close_publish_events_and_closed_refuses_steps(
     ]
     assert events[1]["data"] == {
         "session_id": session, "turn": 1, "rating": 1, "comment": "nice",
-        "trace_id": feedback.headers["x-trace-id"],
+        "trace_id": feedback.headers["x-trace-id"], "actor": "acme-user",
     }  # fmt: skip
+    assert events[0]["data"]["actor"] == "acme-user"
+    assert events[2]["data"]["actor"] == "acme-user"
     # Each record's producer span is in its own request's trace, not the session's first.
     for event in events:
         assert event["_headers"]["traceparent"].split("-")[1] == event["traceparent"].split("-")[1]

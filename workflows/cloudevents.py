@@ -135,6 +135,8 @@ def turn_data(session_id: str, record: TurnRecord) -> dict[str, Any]:
         "metadata": record.metadata,
         # A failed turn: why (the code of its problem, e.g. `turn_timeout`); else None.
         "failure": record.problem["code"] if record.problem else None,
+        # Who asked (the token's `sub`); empty for turns from before turns recorded it.
+        "actor": record.actor,
     }
 
 
@@ -146,12 +148,13 @@ def feedback_data(session_id: str, feedback: Feedback) -> dict[str, Any]:
         "rating": feedback.rating,
         "comment": feedback.comment,
         "trace_id": feedback.trace_id,
+        "actor": feedback.actor,
     }
 
 
-def closed_data(session_id: str, reason: str, turns: int) -> dict[str, Any]:
-    """The `data` of a conversation.closed event."""
-    return {"session_id": session_id, "reason": reason, "turns": turns}
+def closed_data(session_id: str, reason: str, turns: int, actor: str) -> dict[str, Any]:
+    """The `data` of a conversation.closed event; `actor` is "system" for an idle timeout."""
+    return {"session_id": session_id, "reason": reason, "turns": turns, "actor": actor}
 
 
 def training_event(

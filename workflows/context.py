@@ -11,9 +11,17 @@ with workflow.unsafe.imports_passed_through():
 SYSTEM_PROMPT = "You are a helpful, concise assistant."
 
 
+#: Marks where a message too long for the budget was cut.
+CUT = " […] "
+
+
 def recent_context(turns: list[TurnRecord], message: str, token_budget: int) -> list[ChatMessage]:
-    """The most recent completed exchanges that fit `token_budget`, oldest first."""
-    budget = token_budget - _tokens(SYSTEM_PROMPT) - _tokens(message)
+    """The most recent completed exchanges that fit `token_budget`, oldest first, then the
+    message; a message that alone exceeds the budget is cut in its middle (its start and
+    its end are kept), so the model's context is never exceeded by what a user may send."""
+    budget = token_budget - _tokens(SYSTEM_PROMPT)
+    message = _within(message, budget)
+    budget -= _tokens(message)
     history: list[ChatMessage] = []
     for record in reversed(turns):
         if record.status != "completed":
@@ -27,5 +35,21 @@ def recent_context(turns: list[TurnRecord], message: str, token_budget: int) -> 
 
 
 def _tokens(text: str) -> int:
-    # About four characters a token for English; the budget is a bound, not a bill.
-    return len(text) // 4 + 4
+    """An estimate on the safe side: about four ASCII characters a token (English), and a
+    token for every byte of any other character (a byte-level tokenizer's worst case)."""
+    ascii_chars = sum(1 for c in text if c < "\x80")
+    return ascii_chars // 4 + len(text.encode()) - ascii_chars + 4
+
+
+def _within(text: str, budget: int) -> str:
+    """`text`, or its start and its end joined by CUT, estimated at most `budget` tokens."""
+    if _tokens(text) <= budget:
+        return text
+    low, high = 0, len(text) // 2  # characters kept at each end: the most that fit
+    while low < high:
+        keep = (low + high + 1) // 2
+        if _tokens(text[:keep] + CUT + text[-keep:]) <= budget:
+            low = keep
+        else:
+            high = keep - 1
+    return text[:low] + CUT + text[len(text) - low :]

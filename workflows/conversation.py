@@ -1,10 +1,11 @@
 """ConversationWorkflow: one per session (`conversation:<tenant>:<session_id>`).
 
-A turn arrives as the `step` update (the first one starts the workflow: update-with-start)
-and runs as a `Turn` (workflows/turn.py), one at a time in arrival order under a workflow
-lock; the session keeps each turn's record, its event and its search attributes. Events go
-to an outbox that the main loop publishes in order, so a broker outage never fails or
-delays a turn.
+A turn arrives as the `step` update (the first one starts the workflow: update-with-start),
+is admitted here (its owner, its Idempotency-Key, the events backlog), and runs as a `Turn`
+(workflows/turn.py), one at a time in arrival order under a workflow lock; the turn hands
+its record to the session's `SessionRecord` (workflows/session_record.py), which keeps it
+and fills the outbox. The main loop publishes the outbox in order, so a broker outage never
+fails or delays a turn.
 """
 
 from __future__ import annotations
@@ -16,21 +17,9 @@ from temporalio import workflow
 from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.moderation import Verdict
     from workflows import calls, outbox, stream_events
-    from workflows.cloudevents import (
-        closed_data,
-        conversation_event,
-        event_id,
-        feedback_data,
-        turn_data,
-    )
-    from workflows.search_attributes import (
-        LAST_VERDICT,
-        POLICY_VERSION,
-        TRAINING_MODE,
-        TURN_COUNT,
-    )
+    from workflows.session_record import BACKLOG_ADMIT_BYTES, SessionRecord
+    from workflows.sizes import KIB
     from workflows.turn import Turn
     from workflows.turns import (
         CancelRequest,
@@ -44,17 +33,16 @@ with workflow.unsafe.imports_passed_through():
         TurnResult,
     )
 
-#: What continue-as-new carries: enough to answer the transcript and replays, small enough
-#: to stay far below Temporal's payload limits.
-CARRIED_TURNS = 100
-CARRIED_IDEMPOTENCY_KEYS = 256
-
 
 class SessionClosed(ApplicationError):
     def __init__(self) -> None:
         super().__init__(
             "This session is closed; start a new one.", type="session_closed", non_retryable=True
         )
+
+
+def _refused(message: str, kind: str) -> ApplicationError:
+    return ApplicationError(message, type=kind, non_retryable=True)
 
 
 # Outside the sandbox: it costs about 6 ms of worker time per workflow task, twice on every
@@ -65,6 +53,7 @@ class ConversationWorkflow:
     @workflow.init
     def __init__(self, state: ConversationState) -> None:
         self.state = state
+        self._session = SessionRecord(state)
         self._lock = asyncio.Lock()
         #: The turn in progress, if any.
         self._current: Turn | None = None
@@ -81,7 +70,7 @@ class ConversationWorkflow:
                 )
             except TimeoutError:
                 if not self._lock.locked() and self._idle_left() <= timedelta(0):
-                    await self._close("idle timeout", traceparent="")
+                    await self._close("idle timeout", "system", traceparent="")
                 continue
             await outbox.publish(self.state.outbox)
             if not self._ready_to_end_run():
@@ -92,7 +81,7 @@ class ConversationWorkflow:
                 if not self.state.outbox:
                     return self.view()
             else:
-                workflow.continue_as_new(self._carried())
+                workflow.continue_as_new(self._session.carried())
 
     @workflow.update
     async def step(self, request: TurnRequest) -> TurnResult:
@@ -100,28 +89,57 @@ class ConversationWorkflow:
             key = request.idempotency_key
             if key and key in self.state.idempotency:
                 earlier = self.state.idempotency[key]
+                self._check_same_request(request, earlier)  # two racing retries: the second
                 await stream_events.replay(self.state.turns, request, earlier, self._retention)
                 return earlier
             if self.state.status == "closed":
                 raise SessionClosed()
             result = await self._turn(request)
             if key:
+                result.fingerprint = request.fingerprint
                 self.state.idempotency[key] = result
             return result
 
     @step.validator
     def _validate_step(self, request: TurnRequest) -> None:
-        replay = request.idempotency_key in self.state.idempotency
-        if self.state.status == "closed" and not replay:
+        """Refused here, a turn leaves nothing in the history."""
+        owner = self.state.settings.owner
+        if owner and request.actor != owner and not request.actor_is_admin:
+            raise _refused(
+                "This session belongs to another user of the tenant; only they and the "
+                "tenant's admins can use it. Start a session of your own.",
+                "forbidden",
+            )
+        earlier = self.state.idempotency.get(request.idempotency_key or "")
+        if earlier is not None:
+            self._check_same_request(request, earlier)
+            return  # the first result again, closed session or not
+        if self.state.status == "closed":
             raise SessionClosed()
         if not request.message.strip():
             raise ApplicationError("The message is empty.", type="invalid_request")
+        backlog = self._session.backlog_bytes()
+        if backlog > BACKLOG_ADMIT_BYTES:
+            raise _refused(
+                f"This session's events ({backlog // KIB} KiB) are waiting for the event "
+                "broker; it takes new turns again once they are published. Retry later.",
+                "events_backlog",
+            )
+
+    @staticmethod
+    def _check_same_request(request: TurnRequest, earlier: TurnResult) -> None:
+        if earlier.fingerprint and request.fingerprint != earlier.fingerprint:
+            raise _refused(
+                "This Idempotency-Key was used for a different request in this session; "
+                "use a new key for a new message.",
+                "idempotency_mismatch",
+            )
 
     @workflow.update
     async def close(self, request: CloseRequest) -> ConversationView:
         async with self._lock:  # after the turn in progress, never in the middle of it
             if self.state.status != "closed":
-                await self._close(request.reason, request.traceparent)
+                await self._close(request.reason, request.actor, request.traceparent)
         return self.view()
 
     @workflow.update
@@ -166,40 +184,12 @@ class ConversationWorkflow:
 
     @workflow.signal
     def feedback(self, feedback: Feedback) -> None:
-        if not 1 <= feedback.turn <= self.state.turn_count or self.state.policy is None:
-            workflow.logger.warning("feedback for unknown turn %s ignored", feedback.turn)
-            return
-        self.state.feedback_count += 1
-        for record in self.state.turns:
-            if record.turn == feedback.turn:
-                record.feedback.append(feedback)
-        self._emit(
-            "conversation.feedback",
-            event_id(workflow.info().workflow_id, "feedback", self.state.feedback_count),
-            feedback.traceparent,
-            feedback_data(self.state.settings.session_id, feedback),
-            self.state.policy,
-        )
+        self._session.feedback_given(feedback)
 
     @workflow.query
     def transcript(self, request: TranscriptRequest) -> ConversationView:
-        """The session and at most `request.limit` of its latest turns before `before_turn`."""
-        older = [
-            t for t in self.state.turns if not request.before_turn or t.turn < request.before_turn
-        ]
-        page = older[len(older) - request.limit :] if request.limit else []
-        info = workflow.info()
-        return ConversationView(
-            session_id=self.state.settings.session_id,
-            status=self.state.status,
-            turns=page,
-            training_mode=bool(self.state.turns) and self.state.turns[-1].training_mode,
-            workflow_id=info.workflow_id,
-            run_id=info.run_id,
-            turn_count=self.state.turn_count,
-            earlier_turns=self.state.earlier_turns,
-            next_before=page[0].turn if page and len(older) > len(page) else None,
-        )
+        """The session and a page of its latest turns before `request.before_turn`."""
+        return self._session.page(request)
 
     @workflow.query
     def view(self) -> ConversationView:
@@ -208,73 +198,19 @@ class ConversationWorkflow:
 
     async def _turn(self, request: TurnRequest) -> TurnResult:
         self.state.turn_count += 1
-        self._current = Turn(self.state, request, self.state.turn_count, self._record)
+        self._current = Turn(self.state, request, self.state.turn_count, self._session)
         self._touch()
         try:
             return await self._current.run()
         finally:
             self._current = None
+            self._touch()
 
-    async def _moderate(self, text: str, stage: str) -> Verdict:
-        verdict = await calls.moderate(text, stage)
-        self.state.policy = verdict
-        return verdict
-
-    def _record(self, record: TurnRecord) -> None:
-        self.state.turns.append(record)
-        workflow.upsert_search_attributes(
-            [
-                TURN_COUNT.value_set(record.turn),
-                LAST_VERDICT.value_set(record.verdict.decision),
-                POLICY_VERSION.value_set(record.verdict.policy_version),
-                TRAINING_MODE.value_set(record.training_mode),
-            ]
-        )
-        self._emit(
-            f"conversation.turn.{record.status}",
-            event_id(workflow.info().workflow_id, "turn", record.turn),
-            record.traceparent,
-            turn_data(self.state.settings.session_id, record),
-            record.verdict,
-            decision=record.verdict.decision,
-        )
-        self._touch()
-
-    async def _close(self, reason: str, traceparent: str) -> None:
-        self.state.status = "closed"
-        policy = self.state.policy or await self._moderate("", "input")
-        self._emit(
-            "conversation.closed",
-            event_id(workflow.info().workflow_id, "closed", 1),
-            traceparent,
-            closed_data(self.state.settings.session_id, reason, self.state.turn_count),
-            policy,
-        )
-
-    def _emit(
-        self,
-        kind: str,
-        identifier: str,
-        traceparent: str,
-        data: dict[str, object],
-        policy: Verdict,
-        decision: str | None = None,
-    ) -> None:
-        settings = self.state.settings
-        self.state.outbox.append(
-            conversation_event(
-                topic=settings.events_topic,
-                tenant=settings.tenant,
-                session_id=settings.session_id,
-                event_type=kind,
-                event_id=identifier,
-                time=workflow.now(),
-                traceparent=traceparent,
-                data=data,
-                policy=policy,
-                decision=decision,
-            )
-        )
+    async def _close(self, reason: str, actor: str, traceparent: str) -> None:
+        # A session closed before its first turn names the policy in force by checking "".
+        policy = self.state.policy or await calls.moderate("", "input")
+        self.state.policy = policy
+        self._session.closed(reason, actor, traceparent, policy)
 
     def _ready_to_end_run(self) -> bool:
         """Closed or due for continue-as-new, and no turn in progress (never end one midway)."""
@@ -288,16 +224,6 @@ class ConversationWorkflow:
             or workflow.info().is_continue_as_new_suggested()
             or (per_run > 0 and turns_this_run >= per_run)
         )
-
-    def _carried(self) -> ConversationState:
-        state = self.state
-        dropped = max(0, len(state.turns) - CARRIED_TURNS)
-        state.earlier_turns += dropped
-        state.turns = state.turns[dropped:]
-        keys = list(state.idempotency)[-CARRIED_IDEMPOTENCY_KEYS:]
-        state.idempotency = {key: state.idempotency[key] for key in keys}
-        state.run_started_at_turn = state.turn_count
-        return state
 
     @property
     def _retention(self) -> int:

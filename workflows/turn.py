@@ -6,8 +6,9 @@ A turn reads as its steps, in order:
    beside it in the same workflow task, the tenant's training lease;
 2. `_complete`: the SLM activity on its own task queue, within what is left of the turn's
    time; it checks its own reply (the output check) where it is produced;
-3. `_end`: the turn's record, which the session keeps (its event, its search attributes),
-   and for a streamed turn the stream's last events.
+3. `_end`: the turn's record, handed to the session (workflows/session_record.py, which
+   keeps it, shows it in search attributes and tells it in an event), and for a streamed
+   turn the stream's last events.
 
 The stream is one collaborator (`TurnStream`): the turn opens it with the input verdict,
 hands its opening to the SLM call, and ends it. Workflow code: run only inside a workflow.
@@ -16,7 +17,6 @@ hands its opening to the SLM call, and ends it. Workflow code: run only inside a
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -25,12 +25,13 @@ from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from activities.moderation import Verdict
-    from activities.slm import Completion, CompletionRequest
+    from activities.slm import SLM_REJECTED, Completion, CompletionRequest
     from activities.training_lock import Lease
     from activities.turn_stream import StreamEvent
-    from core.errors import DependencyUnavailable, OrchestratorError, TurnTimedOut
+    from core.errors import DependencyUnavailable, OrchestratorError, SlmRejected, TurnTimedOut
     from workflows import calls, lease_calls
     from workflows.context import recent_context
+    from workflows.session_record import SessionRecord
     from workflows.stream_events import (
         SLM_FAILED,
         TurnStream,
@@ -63,13 +64,13 @@ class Turn:
         state: ConversationState,
         request: TurnRequest,
         number: int,
-        record: Callable[[TurnRecord], None],
+        session: SessionRecord,
     ) -> None:
         self.number = number
         self.cancel_asked = False
         self._state = state
         self._request = request
-        self._record = record
+        self._session = session
         self._started = workflow.now()
         self._lease: Lease | None = None
         self._slm_call: workflow.ActivityHandle[Completion] | None = None
@@ -161,21 +162,24 @@ class Turn:
             if isinstance(error.cause, CancelledError) and self.cancel_asked:
                 raise TurnCancelled() from None
             failure: OrchestratorError
+            cause = error.cause
             if error.retry_state == RetryState.TIMEOUT:  # out of time, retries included
                 failure = TurnTimedOut(time_limit_detail(limit.total_seconds()))
                 kind = "turn_timeout"
+            elif isinstance(cause, ApplicationError) and cause.type == SLM_REJECTED:
+                failure, kind = SlmRejected(f"{cause.message}. Shorten the message."), SLM_REJECTED
             else:
                 failure, kind = DependencyUnavailable(SLM_FAILED), "slm_unavailable"
             record = self._ended("failed", "", policy, Usage())
             record.problem = failure.problem(self._request.trace_id)
-            self._record(record)
+            self._session.turn_ended(record)
             if self._stream is not None:
                 await self._stream.end([StreamEvent("error", record.problem)])
             raise ApplicationError(failure.detail, type=kind, non_retryable=True) from error
 
     async def _cancelled(self, verdict: Verdict) -> None:
         record = self._ended("cancelled", "", verdict, Usage())
-        self._record(record)
+        self._session.turn_ended(record)
         if self._stream is not None:
             info = workflow.info()
             session_id = self._state.settings.session_id
@@ -204,7 +208,7 @@ class Turn:
         timings: dict[str, float],
     ) -> TurnResult:
         verdict = checks[-1]
-        self._record(self._ended(status, reply, verdict, usage))
+        self._session.turn_ended(self._ended(status, reply, verdict, usage))
         info = workflow.info()
         result = TurnResult(
             session_id=self._state.settings.session_id,
@@ -254,4 +258,5 @@ class Turn:
             training_fence=self._lease.fence if self._lease else None,
             metadata=self._request.metadata,
             traceparent=self._request.traceparent,
+            actor=self._request.actor,
         )

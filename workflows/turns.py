@@ -31,6 +31,12 @@ class TurnRequest:
     traceparent: str = ""
     #: Set for a streamed turn: names its Redis Stream (chosen by the API).
     stream_id: str = ""
+    #: Who asks: the token's `sub`, and whether they are an admin of the tenant (who may
+    #: use any session of it; a user only their own).
+    actor: str = ""
+    actor_is_admin: bool = False
+    #: A digest of the request's body (the API's): a repeated Idempotency-Key must repeat it.
+    fingerprint: str = ""
 
 
 @dataclass
@@ -49,6 +55,8 @@ class TurnResult:
     checks: list[Verdict] = field(default_factory=list)
     #: Seconds spent per stage, for orchestrator_turn_duration_seconds.
     timings: dict[str, float] = field(default_factory=dict)
+    #: The request's fingerprint, kept with the result of an Idempotency-Key.
+    fingerprint: str = ""
 
 
 @dataclass
@@ -75,6 +83,8 @@ class TurnRecord:
     stream_final_id: str = ""
     #: A failed turn: why, as the problem its stream's `error` event carries.
     problem: dict[str, Any] | None = None
+    #: Who asked for the turn (the token's `sub`).
+    actor: str = ""
 
 
 @dataclass
@@ -84,6 +94,7 @@ class Feedback:
     comment: str = ""
     trace_id: str = ""
     traceparent: str = ""
+    actor: str = ""
 
 
 @dataclass
@@ -98,6 +109,7 @@ class CloseRequest:
     reason: str = "closed by client"
     trace_id: str = ""
     traceparent: str = ""
+    actor: str = ""
 
 
 @dataclass
@@ -117,6 +129,9 @@ class ConversationSettings:
     stream_retention_seconds: int = 3600
     #: A turn still running after this long (a stuck SLM call) is stopped and ends `failed`.
     max_turn_seconds: float = 300.0
+    #: The `sub` of the token that started the session: only they (and the tenant's admins)
+    #: may use it. Empty for sessions started before sessions had owners: any user may.
+    owner: str = ""
 
 
 @dataclass
@@ -158,3 +173,6 @@ class ConversationView:
     earlier_turns: int
     #: `before_turn` for the page before this one; None when this page reaches the oldest kept turn.
     next_before: int | None = None
+    owner: str = ""
+    #: Bytes of events waiting for the broker (a long outage): new turns wait past a bound.
+    backlog_bytes: int = 0

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import time
 import uuid
 from typing import Annotated
@@ -15,6 +17,7 @@ from temporalio.common import (
     WorkflowIDReusePolicy,
 )
 
+from api.auth import Principal
 from api.deps import ClientsDep, LimitsDep, PolicyDep, SettingsDep, UserPrincipal
 from api.metrics import MODERATION_VERDICTS, TURN_DURATION
 from api.openapi import V1_PROBLEMS, problems
@@ -27,13 +30,14 @@ from api.schemas import (
     TurnOut,
 )
 from api.temporal_errors import temporal_errors
-from core.errors import InvalidRequest, SessionClosed
+from core.errors import EventsBacklog, Forbidden, InvalidRequest, SessionClosed
 from core.moderation import pii
 from core.policy import Policy
 from core.settings import Settings
 from core.telemetry import current_trace_id, current_traceparent, session_id_var
 from workflows.conversation import ConversationWorkflow
 from workflows.search_attributes import SESSION_ID, TENANT
+from workflows.session_record import BACKLOG_ADMIT_BYTES
 from workflows.turns import (
     CancelRequest,
     CloseRequest,
@@ -50,14 +54,20 @@ from workflows.turns import (
 router = APIRouter(prefix="/v1/conversation", tags=["conversations"], responses=V1_PROBLEMS)
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)]
 SessionId = Annotated[str, Path(pattern=SESSION_ID_PATTERN)]
+#: Names the session of a first turn sent with an Idempotency-Key and no session id.
+_KEYED_SESSIONS = uuid.UUID("0b6a4f0e-5d8e-4f4a-9f59-2f1f3c0d7a21")
 
 
 def workflow_id(tenant: str, session_id: str) -> str:
     return f"conversation:{tenant}:{session_id}"
 
 
-def start_operation(settings: Settings, tenant: str, session_id: str) -> WithStartWorkflowOperation:  # type: ignore[type-arg]
-    """Start the session's workflow if it is not running (update-with-start)."""
+def start_operation(
+    settings: Settings, principal: Principal, session_id: str
+) -> WithStartWorkflowOperation:  # type: ignore[type-arg]
+    """Start the session's workflow, owned by `principal`, if it is not running
+    (update-with-start)."""
+    tenant = principal.tenant
     conversation = ConversationSettings(
         tenant=tenant,
         session_id=session_id,
@@ -69,6 +79,7 @@ def start_operation(settings: Settings, tenant: str, session_id: str) -> WithSta
         turns_per_run=settings.conversation_turns_per_run,
         stream_retention_seconds=settings.stream_retention_seconds,
         max_turn_seconds=settings.max_turn_seconds,
+        owner=principal.subject,
     )
     return WithStartWorkflowOperation(
         ConversationWorkflow.run,
@@ -85,14 +96,27 @@ def start_operation(settings: Settings, tenant: str, session_id: str) -> WithSta
 
 
 def turn_request(
-    body: StepRequest, idempotency_key: str | None, policy: Policy, stream_id: str = ""
+    body: StepRequest,
+    principal: Principal,
+    idempotency_key: str | None,
+    policy: Policy,
+    stream_id: str = "",
 ) -> tuple[str, TurnRequest]:
-    """The session id (new when the body has none) and the turn to send its workflow, its
-    message with the personal data the policy redacts already replaced: nothing downstream
-    (history, transcript, events, the SLM) ever holds it."""
-    session_id = body.session_id or uuid.uuid4().hex
+    """The session id and the turn to send its workflow, its message with the personal data
+    the policy redacts already replaced: nothing downstream (history, transcript, events,
+    the SLM) ever holds it.
+
+    A body without a session id starts a new session; with an Idempotency-Key, the key
+    names it, so that a retry reaches the session (and the result) of the first attempt."""
+    session_id = body.session_id or (
+        uuid.uuid5(_KEYED_SESSIONS, f"{principal.tenant}/{principal.subject}/{idempotency_key}").hex
+        if idempotency_key
+        else uuid.uuid4().hex
+    )
     session_id_var.set(session_id)
     message, _ = pii.redact(body.message, policy.document.pii.redact)
+    request = {"message": message, "metadata": body.metadata}
+    fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
     return session_id, TurnRequest(
         message=message,
         metadata=body.metadata,
@@ -100,6 +124,9 @@ def turn_request(
         trace_id=current_trace_id(),
         traceparent=current_traceparent(),
         stream_id=stream_id,
+        actor=principal.subject,
+        actor_is_admin=principal.is_admin,
+        fingerprint=fingerprint[:32],
     )
 
 
@@ -128,7 +155,7 @@ async def step(
     limits: LimitsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> StepResponse:
-    session_id, turn = turn_request(body, idempotency_key, policy)
+    session_id, turn = turn_request(body, principal, idempotency_key, policy)
     started = time.perf_counter()
     release = await limits.turn(principal.tenant, session_id)
     try:
@@ -136,7 +163,7 @@ async def step(
             result: TurnResult = await clients.temporal.execute_update_with_start_workflow(
                 ConversationWorkflow.step,
                 turn,
-                start_workflow_operation=start_operation(settings, principal.tenant, session_id),
+                start_workflow_operation=start_operation(settings, principal, session_id),
             )
     finally:
         await release()
@@ -151,18 +178,24 @@ async def step(
     return StepResponse.of(result)
 
 
-async def _view(
-    clients: ClientsDep, tenant: str, session_id: str, page: TranscriptRequest
+#: The session's state without any turn: enough to check it before a signal or an update.
+STATE_ONLY = TranscriptRequest(limit=0)
+
+
+async def session_view(
+    clients: ClientsDep, principal: Principal, session_id: str, page: TranscriptRequest
 ) -> ConversationView:
+    """The session (a page of it), if `principal` may use it: its owner or a tenant admin."""
     session_id_var.set(session_id)
-    handle = clients.temporal.get_workflow_handle(workflow_id(tenant, session_id))
+    handle = clients.temporal.get_workflow_handle(workflow_id(principal.tenant, session_id))
     with temporal_errors(f"session {session_id}"):
         view: ConversationView = await handle.query(ConversationWorkflow.transcript, page)
+    if view.owner and view.owner != principal.subject and not principal.is_admin:
+        raise Forbidden(
+            f"Session {session_id} belongs to another user of the tenant; only they and the "
+            "tenant's admins can use it."
+        )
     return view
-
-
-#: The session's state without any turn: enough to check it before a signal or an update.
-_STATE_ONLY = TranscriptRequest(limit=0)
 
 
 @router.get("/{session_id}", responses=problems(404, 422))
@@ -176,7 +209,7 @@ async def get_conversation(
     ] = None,
 ) -> ConversationOut:
     page = TranscriptRequest(limit=limit, before_turn=before or 0)
-    return ConversationOut.of(await _view(clients, principal.tenant, session_id, page))
+    return ConversationOut.of(await session_view(clients, principal, session_id, page))
 
 
 @router.post(
@@ -187,9 +220,14 @@ async def get_conversation(
 async def feedback(
     session_id: SessionId, body: FeedbackRequest, principal: UserPrincipal, clients: ClientsDep
 ) -> dict[str, object]:
-    view = await _view(clients, principal.tenant, session_id, _STATE_ONLY)
+    view = await session_view(clients, principal, session_id, STATE_ONLY)
     if view.status == "closed":
         raise SessionClosed(f"Session {session_id} is closed; feedback is no longer taken.")
+    if view.backlog_bytes > BACKLOG_ADMIT_BYTES:
+        raise EventsBacklog(
+            f"Session {session_id}'s events are waiting for the event broker; feedback is "
+            "taken again once they are published. Retry later."
+        )
     if body.turn > view.turn_count:
         raise InvalidRequest(
             f"Session {session_id} has no turn {body.turn} (it has {view.turn_count})."
@@ -199,7 +237,12 @@ async def feedback(
         await handle.signal(
             ConversationWorkflow.feedback,
             Feedback(
-                body.turn, body.rating, body.comment, current_trace_id(), current_traceparent()
+                body.turn,
+                body.rating,
+                body.comment,
+                current_trace_id(),
+                current_traceparent(),
+                actor=principal.subject,
             ),
         )
     return {"session_id": session_id, "turn": body.turn, "accepted": True}
@@ -213,7 +256,7 @@ async def cancel_turn(
     clients: ClientsDep,
 ) -> TurnOut:
     """Stop a running turn and its SLM call; answers once it ended `cancelled`."""
-    session_id_var.set(session_id)
+    await session_view(clients, principal, session_id, STATE_ONLY)
     handle = clients.temporal.get_workflow_handle(workflow_id(principal.tenant, session_id))
     with temporal_errors(f"session {session_id}"):
         record: TurnRecord = await handle.execute_update(
@@ -227,15 +270,19 @@ async def cancel_turn(
 async def close(
     session_id: SessionId, principal: UserPrincipal, clients: ClientsDep
 ) -> ConversationOut:
-    state = await _view(clients, principal.tenant, session_id, _STATE_ONLY)
+    state = await session_view(clients, principal, session_id, STATE_ONLY)
     if state.status == "closed":  # closing is idempotent: the same answer again
         return ConversationOut.of(
-            await _view(clients, principal.tenant, session_id, TranscriptRequest())
+            await session_view(clients, principal, session_id, TranscriptRequest())
         )
     handle = clients.temporal.get_workflow_handle(workflow_id(principal.tenant, session_id))
     with temporal_errors(f"session {session_id}"):
         view: ConversationView = await handle.execute_update(
             ConversationWorkflow.close,
-            CloseRequest(trace_id=current_trace_id(), traceparent=current_traceparent()),
+            CloseRequest(
+                trace_id=current_trace_id(),
+                traceparent=current_traceparent(),
+                actor=principal.subject,
+            ),
         )
     return ConversationOut.of(view)

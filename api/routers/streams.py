@@ -27,6 +27,7 @@ from api.openapi import V1_PROBLEMS, problems
 from api.routers.conversations import (
     IdempotencyKey,
     SessionId,
+    session_view,
     start_operation,
     turn_request,
     workflow_id,
@@ -35,7 +36,6 @@ from api.schemas import StepRequest
 from api.stream_relay import relay, resume_point
 from api.temporal_errors import temporal_errors
 from core.errors import NotFound
-from core.telemetry import session_id_var
 from workflows import stream_events
 from workflows.conversation import ConversationWorkflow
 from workflows.stream_events import record_body
@@ -76,20 +76,25 @@ async def _start_streamed_turn(
     """Start the turn and return once its workflow accepted it; a refusal is a plain problem."""
     asked_at = time.perf_counter()
     stream_id = uuid.uuid4().hex
-    session_id, turn = turn_request(body, idempotency_key, policy, stream_id)
+    session_id, turn = turn_request(body, principal, idempotency_key, policy, stream_id)
     key = stream_key(workflow_id(principal.tenant, session_id), stream_id)
     source = _Source(key=key, asked_at=asked_at)
     try:
         source.releases.append(await limits.stream(principal.tenant))
         source.releases.append(await limits.turn(principal.tenant, session_id))
         with temporal_errors(f"session {session_id}"):
-            await clients.temporal.start_update_with_start_workflow(
+            update = await clients.temporal.start_update_with_start_workflow(
                 ConversationWorkflow.step,
                 turn,
-                start_workflow_operation=start_operation(settings, principal.tenant, session_id),
+                start_workflow_operation=start_operation(settings, principal, session_id),
                 wait_for_stage=WorkflowUpdateStage.ACCEPTED,
                 id=stream_id,
             )
+            # A turn the workflow refused (closed session, another user's, a reused key) is
+            # known by now: the SDK keeps that outcome on the handle without raising it, and
+            # result() raises it at once. An accepted turn's outcome is not known yet.
+            if update._known_outcome is not None:
+                await update.result()
     except BaseException:
         await source.release()
         raise
@@ -104,19 +109,16 @@ async def _find_stream(
     limits: LimitsDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
 ) -> _Source:
-    session_id_var.set(session_id)
     after = resume_point(last_event_id, turn)
-    wanted = workflow_id(principal.tenant, session_id)
-    key = await clients.redis.get(pointer_key(wanted, turn))
+    # The session, if it is theirs to follow, with the turn's record if it ended.
+    page = TranscriptRequest(limit=1, before_turn=turn + 1)
+    view = await session_view(clients, principal, session_id, page)
+    key = await clients.redis.get(pointer_key(workflow_id(principal.tenant, session_id), turn))
     if key is not None:
         source = _Source(key=key.decode() if isinstance(key, bytes) else key, after=after)
         source.releases.append(await limits.stream(principal.tenant))
         return source
     # No stream (it expired, or the turn was not streamed): the turn's end alone, if it ended.
-    page = TranscriptRequest(limit=1, before_turn=turn + 1)
-    handle = clients.temporal.get_workflow_handle(wanted)
-    with temporal_errors(f"session {session_id}"):
-        view: ConversationView = await handle.query(ConversationWorkflow.transcript, page)
     record = view.turns[-1] if view.turns and view.turns[-1].turn == turn else None
     if record is None:
         raise NotFound(f"Session {session_id} has no ended turn {turn} to stream.")

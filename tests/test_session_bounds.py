@@ -1,0 +1,130 @@
+"""What a session keeps is capped by bytes, not by count: the longest turns the API allows,
+many of them, never push a payload past Temporal's limit (workflows/session_record.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from collections.abc import Callable
+from dataclasses import asdict
+
+import httpx
+from temporalio.client import Client
+
+from core.settings import Settings
+from deploy.stack import EmbeddedStack
+from tests.direct_turns import step_directly
+from tests.kafka_records import records_for_key
+from workflows.conversation import ConversationWorkflow
+from workflows.session_record import FEEDBACK_BYTES_PER_TURN, PAGE_BYTES
+from workflows.turns import Feedback, TranscriptRequest, TurnRequest
+
+#: The longest message the API takes, in characters that JSON stores as 12 bytes each.
+LONGEST = "\U0001d538" * 8000
+#: Metadata of the 4 KiB the API allows.
+FULL_METADATA = {"note": "m" * 4000}
+
+
+async def test_a_session_of_the_longest_turns_keeps_working_across_continue_as_new(
+    temporal: Client, settings: Settings, api_url: str, token: Callable[..., str]
+) -> None:
+    session = f"long-{uuid.uuid4().hex[:10]}"
+    turns = 24  # about 2.3 MB of messages and metadata: more than one payload may hold
+    for number in range(1, turns + 1):
+        result = await step_directly(
+            temporal,
+            settings,
+            session,
+            TurnRequest(message=LONGEST, metadata=FULL_METADATA, idempotency_key=f"k{number}"),
+            max_reply_tokens=8,
+            turns_per_run=2,
+        )
+        assert result.turn == number and result.status in ("completed", "refused"), result
+    headers = {"Authorization": f"Bearer {token('acme', 'user')}"}
+    async with httpx.AsyncClient(base_url=api_url, timeout=60) as api:
+        transcript = await api.get(f"/v1/conversation/{session}?limit=200", headers=headers)
+        assert transcript.status_code == 200, transcript.text
+        body = transcript.json()
+        assert body["turn_count"] == turns
+        kept = body["turns"]
+        # The latest turns, as many as fit, and the count of those no longer kept.
+        assert kept and [t["turn"] for t in kept] == list(range(turns - len(kept) + 1, turns + 1))
+        assert body["earlier_turns"] + len(kept) <= turns
+        assert len(transcript.content) < PAGE_BYTES  # JSON here, without the escapes
+        after = await api.post(
+            "/v1/conversation/step",
+            json={"session_id": session, "message": "Hello again."},
+            headers=headers,
+        )
+        assert after.status_code == 200, after.text
+        assert after.json()["turn"] == turns + 1 and after.json()["run_id"] != result.run_id
+
+
+async def test_a_long_broker_outage_holds_new_turns_at_a_bound_and_loses_no_event(
+    stack: EmbeddedStack, api_url: str, token: Callable[..., str], settings: Settings
+) -> None:
+    session = f"backlog-{uuid.uuid4().hex[:10]}"
+    headers = {"Authorization": f"Bearer {token('acme', 'user')}"}
+    body = {"session_id": session, "message": LONGEST, "metadata": FULL_METADATA}
+    async with httpx.AsyncClient(base_url=api_url, timeout=120) as api:
+        await stack.stop(("kafka",))
+        try:
+            answers = []
+            for _ in range(12):  # each turn's event is about 100 KB
+                answers.append(await api.post("/v1/conversation/step", json=body, headers=headers))
+                if answers[-1].status_code != 200:
+                    break
+            held = answers[-1]
+            assert held.status_code == 503, held.text
+            assert held.json()["code"] == "events_backlog" and held.json()["dependency"] == "kafka"
+            assert "Retry later" in held.json()["detail"]
+            feedback = await api.post(
+                f"/v1/conversation/{session}/feedback",
+                json={"turn": 1, "rating": 1},
+                headers=headers,
+            )
+            assert feedback.status_code == 503 and feedback.json()["code"] == "events_backlog"
+            taken = len(answers) - 1
+            assert 4 <= taken < 12
+        finally:
+            await stack.start(("kafka",))
+        events = await records_for_key(
+            settings.kafka_bootstrap,
+            settings.conversation_events_topic,
+            session,
+            lambda found: len(found) >= taken,
+            timeout=180,
+        )
+        assert sorted(e["data"]["turn"] for e in events) == list(range(1, taken + 1))
+        # Published, the session takes turns again.
+        again = await api.post("/v1/conversation/step", json=body, headers=headers)
+        assert again.status_code == 200 and again.json()["turn"] == taken + 1, again.text
+
+
+async def test_feedback_kept_with_a_turn_is_capped_and_every_one_is_published(
+    temporal: Client, settings: Settings
+) -> None:
+    session = f"fb-{uuid.uuid4().hex[:10]}"
+    await step_directly(temporal, settings, session, TurnRequest(message="Hi."), max_reply_tokens=8)
+    handle = temporal.get_workflow_handle(f"conversation:acme:{session}")
+    given = 200  # of the longest comment the API takes
+    await asyncio.gather(*(
+        handle.signal(ConversationWorkflow.feedback, Feedback(turn=1, rating=1, comment=f"{n:04d}" + "c" * 1996))
+        for n in range(given)
+    ))  # fmt: skip
+    events = await records_for_key(
+        settings.kafka_bootstrap,
+        settings.conversation_events_topic,
+        session,
+        lambda found: sum(e["type"] == "conversation.feedback" for e in found) == given,
+    )
+    assert len({e["id"] for e in events if e["type"] == "conversation.feedback"}) == given
+    view = await handle.query(ConversationWorkflow.transcript, TranscriptRequest())
+    kept = view.turns[0].feedback
+    assert (
+        0 < len(kept) < given
+        and len(json.dumps([asdict(f) for f in kept])) <= FEEDBACK_BYTES_PER_TURN
+    )
+    published = [e["data"]["comment"] for e in events if e["type"] == "conversation.feedback"]
+    assert [f.comment for f in kept] == published[-len(kept) :]  # the latest are kept
