@@ -27,6 +27,7 @@ def _key() -> str:
 def _keys(tmp_path: Path, active: str, **keys: str) -> CodecKeys:
     path = tmp_path / f"{active}.json"
     path.write_text(json.dumps({"active": active, "keys": keys}))
+    path.chmod(0o600)
     return CodecKeys.load(path)
 
 
@@ -67,6 +68,7 @@ def test_a_key_file_it_cannot_use_is_refused(
 ) -> None:
     path = tmp_path / "keys.json"
     path.write_text(json.dumps(document))
+    path.chmod(0o600)
     with pytest.raises(CodecKeyError, match=reason):
         CodecKeys.load(path)
 

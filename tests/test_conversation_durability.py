@@ -186,7 +186,9 @@ async def test_an_idle_session_closes_itself_with_its_event(
         session,
         lambda found: any(e["type"] == "conversation.closed" for e in found),
     )
-    assert events[-1]["data"] == {"session_id": session, "reason": "idle timeout", "turns": 1}
+    assert events[-1]["data"] == {
+        "session_id": session, "reason": "idle timeout", "turns": 1, "actor": "system"
+    }
     refused = await api.post(
         "/v1/conversation/step",
         json={"session_id": session, "message": "Still there?"},
