@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev services test promtool bench bench-ttft bench-moderation lint lock clean
+.PHONY: dev services test promtool bench bench-ttft bench-load bench-moderation lint lock clean
 
 # Exact versions from the lockfile (requirements-dev.lock: the product, the embedded servers,
 # the test and lint tools), then the project itself; `make lock` renews both lockfiles.
@@ -48,6 +48,9 @@ bench: $(STAMP)
 
 bench-ttft: $(STAMP)
 	$(BIN)/python -m bench ttft
+
+bench-load: $(STAMP)
+	$(BIN)/python -m bench load
 
 bench-moderation: $(STAMP)
 	$(BIN)/python -m bench moderation

@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     temporal_retention_days: int = Field(default=30, ge=1, le=3650)
     task_queue: str = Field(default="orchestrator", min_length=1)
     slm_task_queue: str = Field(default="orchestrator-slm", min_length=1)
+    #: Workflows the worker keeps in memory between their tasks (the SDK's sticky cache,
+    #: default 1000); a session evicted from it is replayed from its history on its next turn.
+    worker_max_cached_workflows: int = Field(default=1000, ge=1)
 
     redis_url: RedisDsn = RedisDsn("redis://127.0.0.1:6379/0")
     #: Connections one process opens to Redis at most; past it a command waits (up to

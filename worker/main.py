@@ -91,6 +91,7 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
                     client,
                     settings.task_queue,
                     workflows=[ConversationWorkflow, TrainingModeWorkflow],
+                    max_cached_workflows=settings.worker_max_cached_workflows,
                     activities=[
                         publisher.publish,
                         moderation.check,
