@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from bench import load, ttft, turns
+from bench import load, load_report, ttft, turns
 from bench.moderation import evaluate
 
 
@@ -81,7 +81,9 @@ def main() -> None:
                 f"--sessions and --duration leave too little of the {turns.TIME_LIMIT_SECONDS} s "
                 "time limit to start the stack and open the sessions"
             )
-        load.report(asyncio.run(load.run(args.sessions, args.duration, args.load_concurrency)))
+        load_report.report(
+            asyncio.run(load.run(args.sessions, args.duration, args.load_concurrency))
+        )
         return
     if args.benchmark == "ttft":
         if (args.concurrency, args.throughput_requests) != (8, 40):
