@@ -53,10 +53,7 @@ def report(results: dict[str, Any]) -> None:
             print(f"{rss['before'] / mib:>7.0f} ->{rss['after'] / mib:>4.0f}", end="")
             print(f"{rss['growth_pct']:>7.1f}%", end="")
         cache = row["sticky_cache"]
-        print(
-            f"{cache['hits']:>7.0f}{cache['misses']:>7.0f}{cache['forced_evictions']:>8.0f}", end=""
-        )
-        print(f"{cache['replays']:>8.0f}")
+        print(f"{cache['hits']:>7.0f}{cache['misses']:>7.0f}{cache['forced_evictions']:>8.0f}")
     names = list(rows[0]["cpu_ms_per_turn"])
     print("\nCPU ms per turn of each service (user + system, its whole process tree)")
     print(f"{'sessions':>9}{'cache':>6}" + "".join(f"{name:>9}" for name in names))
