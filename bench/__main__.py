@@ -10,7 +10,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from bench import load, load_report, ttft, turns
+from bench import harness, load, load_report, ttft, turns, turns_report
 from bench.moderation import evaluate
 
 
@@ -22,27 +22,53 @@ def bounded(text: str) -> int:
 
 
 def sizes(text: str) -> list[int]:
-    """A comma-separated list of session counts, e.g. `100,1000`."""
+    """A comma-separated list of counts, e.g. `100,1000`."""
     counts = [bounded(part) for part in text.split(",") if part.strip()]
     if not counts:
         raise argparse.ArgumentTypeError("expected one or more numbers, e.g. 100,1000")
     return counts
 
 
+def lengths(text: str) -> list[int]:
+    """A comma-separated list of reply lengths in tokens, each 1 to 4096."""
+    found = [int(part) for part in text.split(",") if part.strip().isdigit()]
+    if not found or len(found) != len(text.split(",")) or not all(1 <= n <= 4096 for n in found):
+        raise argparse.ArgumentTypeError(f"expected reply lengths from 1 to 4096, e.g. 16,256; got {text!r}")  # fmt: skip
+    return found
+
+
+#: The turn benchmark's own options and their defaults (the other benchmarks refuse them).
+TURN_DEFAULTS = {"requests": 20, "concurrency": 8, "throughput_requests": 24}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench", description=turns.__doc__)
-    parser.add_argument("--requests", type=bounded, default=30, help="sequential requests per path")
+    parser.add_argument(
+        "--lengths",
+        type=lengths,
+        default=list(turns.LENGTHS),
+        metavar="N,N",
+        help="reply lengths in tokens (default 16,64,256,512)",
+    )
+    parser.add_argument(
+        "--requests", type=bounded, default=20, help="sequential requests per path and length"
+    )
     parser.add_argument("--concurrency", type=bounded, default=8, help="requests in flight")
     parser.add_argument(
-        "--throughput-requests", type=bounded, default=40, help="throughput requests per path"
+        "--throughput-requests", type=bounded, default=24, help="throughput requests per path"
     )
     benchmarks = parser.add_subparsers(dest="benchmark", help="instead of the turn benchmark")
     first_token = benchmarks.add_parser(
         "ttft", description=ttft.__doc__, help="time to first token, SSE route vs direct"
     )
-    # SUPPRESS: without the option here, `--requests` before `ttft` counts.
+    # Its own dest: `--requests` before `ttft` is the turn benchmark's.
     first_token.add_argument(
-        "--requests", type=bounded, default=argparse.SUPPRESS, help="rounds (default 30)"
+        "--requests",
+        dest="ttft_requests",
+        type=bounded,
+        default=30,
+        metavar="N",
+        help="rounds (default 30)",
     )
     capacity = benchmarks.add_parser(
         "load", description=load.__doc__, help="turns/s, latency, memory with N live sessions"
@@ -74,11 +100,12 @@ def main() -> None:
         evaluate.report(evaluate.run())
         return
     if args.benchmark == "load":
-        if (args.requests, args.concurrency, args.throughput_requests) != (30, 8, 40):
+        if any(getattr(args, name) != value for name, value in TURN_DEFAULTS.items()):
             parser.error("give load's options after `load`; the others are not its options")
-        if load.planned_seconds(args.sessions, args.duration) > turns.TIME_LIMIT_SECONDS // 2:
+        limit = harness.TIME_LIMIT_SECONDS
+        if load.planned_seconds(args.sessions, args.duration) > limit // 2:
             parser.error(
-                f"--sessions and --duration leave too little of the {turns.TIME_LIMIT_SECONDS} s "
+                f"--sessions and --duration leave too little of the {limit} s "
                 "time limit to start the stack and open the sessions"
             )
         load_report.report(
@@ -86,12 +113,14 @@ def main() -> None:
         )
         return
     if args.benchmark == "ttft":
-        if (args.concurrency, args.throughput_requests) != (8, 40):
-            parser.error("--concurrency and --throughput-requests are not options of ttft")
-        ttft.report(asyncio.run(ttft.run(args.requests)))
+        if any(getattr(args, name) != value for name, value in TURN_DEFAULTS.items()):
+            parser.error("give ttft's options after `ttft`; the others are not its options")
+        ttft.report(asyncio.run(ttft.run(args.ttft_requests)))
         return
-    results = asyncio.run(turns.run(args.requests, args.concurrency, args.throughput_requests))
-    turns.report(results)
+    results = asyncio.run(
+        turns.run(args.lengths, args.requests, args.concurrency, args.throughput_requests)
+    )
+    turns_report.report(results)
 
 
 if __name__ == "__main__":

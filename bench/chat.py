@@ -14,7 +14,7 @@ PROMPT = "Write a long story about a lighthouse keeper."
 MAX_TOKENS = 64
 
 
-def chat_body(model: str, **extra: Any) -> dict[str, Any]:
+def chat_body(model: str, max_tokens: int = MAX_TOKENS, **extra: Any) -> dict[str, Any]:
     """The same messages and sampling the SLM activity sends (activities/slm.py)."""
     return {
         "model": model,
@@ -22,7 +22,7 @@ def chat_body(model: str, **extra: Any) -> dict[str, Any]:
             {"role": "system", "content": SYSTEM_PROMPT},
             {"role": "user", "content": PROMPT},
         ],
-        "max_tokens": MAX_TOKENS,
+        "max_tokens": max_tokens,
         "temperature": 0.7,
         **extra,
     }

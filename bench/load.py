@@ -35,15 +35,16 @@ from typing import Any
 import httpx
 
 from bench import memory
-from bench.ttft import Event, events
-from bench.turns import (
+from bench.harness import (
     TIME_LIMIT_SECONDS,
     Target,
+    restart,
     running_stack,
     spread,
     user_token,
     write_results,
 )
+from bench.ttft import Event, events
 from deploy.stack import PRODUCT, EmbeddedStack
 
 RESULTS = Path(__file__).parent / "results" / "load.json"
@@ -207,13 +208,6 @@ async def steady(
     }
 
 
-async def restart(stack: EmbeddedStack, names: tuple[str, ...], cache: int) -> None:
-    """Start `names` of the product afresh with the bench's settings and a cache of `cache`."""
-    await stack.stop(names)
-    stack.environment.update(environment(cache))
-    await stack.start(names)
-
-
 async def measure(
     stack: EmbeddedStack, sizes: list[int], duration: float, concurrency: int
 ) -> dict[str, Any]:
@@ -223,13 +217,13 @@ async def measure(
     async with httpx.AsyncClient(timeout=120, limits=limits) as http:
         sessions: list[str] = []
         for size in sorted(set(sizes)):
-            await restart(stack, PRODUCT, FULL_CACHE)
+            await restart(stack, PRODUCT, environment(FULL_CACHE))
             turns, started = Turns(http, stack, token), time.perf_counter()
             sessions = await open_sessions(turns, size)
             row = {"sessions": size, "cache": FULL_CACHE, "open_s": time.perf_counter() - started}
             rows.append(row | await steady(stack, turns, sessions, duration, concurrency))
         small = max(1, len(sessions) // 10)
-        await restart(stack, ("worker",), small)
+        await restart(stack, ("worker",), environment(small))
         row = {"sessions": len(sessions), "cache": small}
         turns = Turns(http, stack, token)
         rows.append(row | await steady(stack, turns, sessions, duration, concurrency))
@@ -266,7 +260,7 @@ def targets(results: dict[str, Any]) -> list[Target]:
 
 async def run(sizes: list[int], duration: float, concurrency: int) -> dict[str, Any]:
     try:
-        async with running_stack("load") as stack:
+        async with running_stack("load", environment(FULL_CACHE)) as stack:
             results = await measure(stack, sizes, duration, concurrency)
     except TimeoutError:
         raise SystemExit(

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from bench.harness import print_targets
 from bench.load import (
     CONTEXT_TOKENS,
     LIMITS,
@@ -15,7 +16,6 @@ from bench.load import (
     WARM_UP_SECONDS,
     targets,
 )
-from bench.turns import print_targets
 from deploy.stack import PRODUCT
 
 

@@ -32,7 +32,7 @@ from temporalio.client import Client
 
 from bench import floor
 from bench.chat import MAX_TOKENS, PROMPT, chat_body, first_token, streamed
-from bench.turns import (
+from bench.harness import (
     WARM_UP,
     Target,
     print_targets,
@@ -198,7 +198,7 @@ def report(results: dict[str, Any]) -> None:
 
 
 async def run(requests: int) -> dict[str, Any]:
-    async with running_stack("ttft") as stack:
+    async with running_stack("ttft", {"ORCH_MAX_REPLY_TOKENS": str(MAX_TOKENS)}) as stack:
         results = await measure(stack, requests)
     write_results(RESULTS, results, targets(results))
     return results

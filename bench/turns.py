@@ -1,49 +1,55 @@
-"""One conversation turn through the API against the same completion sent straight to the SLM.
+"""One conversation turn through the API against the same completion sent straight to the SLM,
+at each reply length.
 
 Starts the embedded stack (`EmbeddedStack`, as `orchestrator dev` does) on free ports in a
-temporary data dir, then measures sequential latency and throughput at a fixed concurrency.
-Three paths take turns, so all see the same machine: the API turn, the direct completion,
-and the floor (`bench.floor`: Temporal alone, in the turn's shape). Everything talks to
-127.0.0.1.
+temporary data dir. For each reply length (`max_tokens` 16, 64, 256, 512 by default) it
+restarts the worker and the API with that ORCH_MAX_REPLY_TOKENS and takes sequential rounds
+of three paths, in rotating order, so all see the same machine: the API turn, the direct
+completion, and the floor (`bench.floor`: Temporal alone, in the turn's shape). Then
+throughput at a fixed concurrency at the product's default reply length. Everything talks
+to 127.0.0.1.
 
 Orchestration overhead is measured two ways: within each turn (its latency minus its own
-SLM call, which the API reports in Server-Timing), and pairwise (a turn minus the direct
-call next to it, which also carries the spread of two separate generations).
+SLM call, which the API reports in Server-Timing; the floor's activity times its call the
+same way), and pairwise (a turn minus the direct call next to it, which also carries the
+spread of two separate generations). Each API turn's history splits its time into phases
+(`bench.phases`), so the part of the overhead that grows with the reply can be found.
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
-import os
-import shutil
 import statistics
-import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import httpx
 from temporalio.client import Client
 
 from bench import floor, phases
-from bench.chat import MAX_TOKENS, PROMPT, chat_body
+from bench.chat import PROMPT, chat_body
+from bench.harness import (
+    WARM_UP,
+    Target,
+    restart,
+    rotated,
+    running_stack,
+    spread,
+    user_token,
+    write_results,
+)
 from core.connections import connect_temporal
-from core.tokens import mint_token
-from deploy.services import DevPorts
-from deploy.stack import EmbeddedStack
+from deploy.stack import PRODUCT, EmbeddedStack
 
-WARM_UP = 3
-TIME_LIMIT_SECONDS = 15 * 60
 RESULTS = Path(__file__).parent / "results" / "turns.json"
-
-T = TypeVar("T")
-#: A target: its name, the measured value, the goal as text, and whether it was met.
-Target = tuple[str, float, str, bool]
+LENGTHS = (16, 64, 256, 512)
+#: The product's default ORCH_MAX_REPLY_TOKENS: what a user gets, and where throughput is measured.
+DEFAULT_LENGTH = 256
+TIME_LIMIT_SECONDS = 45 * 60
 
 
 @dataclass(frozen=True)
@@ -64,14 +70,14 @@ class Paths:
     """Three ways to get one reply: a conversation turn, the bare completion, the floor."""
 
     def __init__(
-        self, http: httpx.AsyncClient, temporal: Client, stack: EmbeddedStack, token: str
+        self, http: httpx.AsyncClient, temporal: Client, stack: EmbeddedStack, max_tokens: int
     ) -> None:
         urls = stack.urls()
         self._http, self.temporal = http, temporal
         self._step_url = f"{urls['api_url']}/v1/conversation/step"
         self.chat_url = f"{urls['slm_base_url']}/chat/completions"
-        self._auth = {"Authorization": f"Bearer {token}"}
-        self._chat = chat_body(stack.settings.slm_model)
+        self._auth = {"Authorization": f"Bearer {user_token(stack)}"}
+        self._chat = chat_body(stack.settings.slm_model, max_tokens=max_tokens)
 
     async def api(self) -> Sample:
         body = {"session_id": f"bench-{uuid.uuid4().hex}", "message": PROMPT}
@@ -102,32 +108,6 @@ class Paths:
         return Sample(elapsed, reply.completion_tokens, reply.slm_seconds)
 
 
-def percentile(values: list[float], q: float) -> float:
-    """Linear interpolation between the closest ranks (numpy's default)."""
-    ordered = sorted(values)
-    position = (len(ordered) - 1) * q
-    low = int(position)
-    high = min(low + 1, len(ordered) - 1)
-    return ordered[low] + (ordered[high] - ordered[low]) * (position - low)
-
-
-def spread(values: list[float], scale: float = 1000.0) -> dict[str, float]:
-    return {f"p{int(q * 100)}": percentile(values, q) * scale for q in (0.5, 0.9, 0.99)}
-
-
-async def rotated(
-    calls: Mapping[str, Callable[[], Awaitable[T]]], rounds: int
-) -> dict[str, list[T]]:
-    """`rounds` of one request per path, the order rotating, so no path always goes first."""
-    samples: dict[str, list[T]] = {name: [] for name in calls}
-    order = list(calls)
-    for _ in range(rounds):
-        for name in order:
-            samples[name].append(await calls[name]())
-        order = order[1:] + order[:1]
-    return samples
-
-
 async def where_it_goes(temporal: Client, api: list[Sample]) -> dict[str, dict[str, float]]:
     """Per phase of the API turns (`bench.phases`), its spread in ms."""
     measured = [await phases.phases(temporal, s.trace) for s in api if s.trace is not None]
@@ -140,11 +120,6 @@ async def sequential(paths: Paths, rounds: int) -> dict[str, Any]:
     samples = await rotated(calls, rounds)
     api, direct = samples["api"], samples["direct"]
     matched = list(zip(api, direct, strict=True))
-    # Per completion token, so a path that happened to write shorter replies gains nothing.
-    per_token = [
-        a.seconds / max(a.completion_tokens, 1) - d.seconds / max(d.completion_tokens, 1)
-        for a, d in matched
-    ]
     latency = {name: spread([s.seconds for s in taken]) for name, taken in samples.items()}
     return {
         "requests_per_path": rounds,
@@ -157,7 +132,6 @@ async def sequential(paths: Paths, rounds: int) -> dict[str, Any]:
         "overhead_ms": spread([s.overhead for s in api]),
         "floor_overhead_ms": spread([s.overhead for s in samples["floor"]]),
         "pairwise_overhead_ms": spread([a.seconds - d.seconds for a, d in matched]),
-        "pairwise_overhead_per_token_ms": spread(per_token),
         "phases_ms": await where_it_goes(paths.temporal, api),
     }
 
@@ -175,24 +149,35 @@ async def throughput(call: Callable[[], Awaitable[Sample]], count: int, concurre
     return count / (time.perf_counter() - started)
 
 
+async def at_length(
+    stack: EmbeddedStack, http: httpx.AsyncClient, temporal: Client, length: int
+) -> Paths:
+    """The product restarted with replies of `length` tokens, each path warmed up."""
+    await restart(stack, PRODUCT, {"ORCH_MAX_REPLY_TOKENS": str(length)})
+    paths = Paths(http, temporal, stack, length)
+    await rotated({"api": paths.api, "direct": paths.direct, "floor": paths.floor}, WARM_UP)
+    return paths
+
+
 async def measure(
-    stack: EmbeddedStack, requests: int, concurrency: int, count: int
+    stack: EmbeddedStack, lengths: list[int], requests: int, concurrency: int, count: int
 ) -> dict[str, Any]:
-    token = user_token(stack)
-    settings = stack.settings
-    temporal = await connect_temporal(settings)
+    temporal = await connect_temporal(stack.settings)
     limits = httpx.Limits(max_connections=concurrency * 2)
-    async with httpx.AsyncClient(timeout=120, limits=limits) as http:
-        paths = Paths(http, temporal, stack, token)
-        async with floor.serving(temporal, http, paths.chat_url):
-            for _ in range(WARM_UP):
-                await paths.api()
-                await paths.direct()
-                await paths.floor()
-            results = await sequential(paths, requests)
+    chat_url = f"{stack.urls()['slm_base_url']}/chat/completions"
+    results: dict[str, Any] = {"prompt": PROMPT, "lengths": {}}
+    async with (
+        httpx.AsyncClient(timeout=300, limits=limits) as http,
+        floor.serving(temporal, http, chat_url),
+    ):
+        for length in sorted(set(lengths)):
+            paths = await at_length(stack, http, temporal, length)
+            results["lengths"][str(length)] = await sequential(paths, requests)
+        paths = await at_length(stack, http, temporal, DEFAULT_LENGTH)
         direct_rps = await throughput(paths.direct, count, concurrency)
         api_rps = await throughput(paths.api, count, concurrency)
     results["throughput"] = {
+        "max_tokens": DEFAULT_LENGTH,
         "concurrency": concurrency,
         "requests_per_path": count,
         "api_rps": api_rps,
@@ -202,76 +187,31 @@ async def measure(
     return results
 
 
-def user_token(stack: EmbeddedStack) -> str:
-    return mint_token(stack.settings, tenant="bench", roles=["user"])
-
-
 def targets(results: dict[str, Any]) -> list[Target]:
-    median, overhead = results["median_ratio"], results["overhead_ms"]
+    """Issue 15's: the overhead within a turn against the floor's at every length, its growth
+    from the shortest to the longest reply, the median ratio at 64 and 256, throughput."""
+    met: list[Target] = []
+    lengths = results["lengths"]
+    for length, at in lengths.items():
+        for q, times in (("p50", 1.15), ("p99", 1.3)):
+            ratio = at["overhead_ms"][q] / at["floor_overhead_ms"][q]
+            met.append((f"{length}: overhead/floor's {q}", ratio, f"<= {times}", ratio <= times))
+    if len(lengths) > 1:
+        shortest, longest = min(lengths, key=int), max(lengths, key=int)
+        growth = lengths[longest]["overhead_ms"]["p50"] - lengths[shortest]["overhead_ms"]["p50"]
+        met.append((f"overhead p50 {longest} minus {shortest} (ms)", growth, "<= 10", growth <= 10))
+    for length in ("64", "256"):
+        if length in lengths:
+            median = lengths[length]["median_ratio"]
+            met.append((f"{length}: median latency api/direct", median, "<= 1.10", median <= 1.10))
     ratio = results["throughput"]["ratio"]
-    return [
-        ("median latency ratio api/direct", median, "<= 1.10", median <= 1.10),
-        ("overhead p50 (ms)", overhead["p50"], "<= 20", overhead["p50"] <= 20),
-        ("overhead p99 (ms)", overhead["p99"], "<= 60", overhead["p99"] <= 60),
-        ("throughput ratio api/direct", ratio, ">= 0.85", ratio >= 0.85),
-    ]
+    met.append(("throughput api/direct at 256", ratio, ">= 0.95", ratio >= 0.95))
+    return met
 
 
-def report(results: dict[str, Any]) -> None:
-    latency, tokens, rates = results["latency_ms"], results["tokens_mean"], results["throughput"]
-    names = ("api", "direct", "floor")
-    print(f"\nconversation turn (API) vs direct SLM completion, max_tokens {MAX_TOKENS}")
-    print(f"{'':34}{'API':>10}{'direct':>10}{'floor':>10}")
-    for key in ("p50", "p90", "p99"):
-        values = "".join(f"{latency[name][key]:>10.1f}" for name in names)
-        print(f"{'latency ' + key + ' (ms)':34}{values}")
-    print(f"{'completion tokens (mean)':34}" + "".join(f"{tokens[n]:>10.1f}" for n in names))
-    label = f"throughput at {rates['concurrency']} (req/s)"
-    print(f"{label:34}{rates['api_rps']:>10.2f}{rates['direct_rps']:>10.2f}")
-    print(f"\n{'overhead (ms)':34}{'p50':>10}{'p90':>10}{'p99':>10}")
-    for label, key in (
-        ("API turn minus its SLM call", "overhead_ms"),
-        ("floor minus its SLM call", "floor_overhead_ms"),
-        ("API turn minus direct (pairwise)", "pairwise_overhead_ms"),
-    ):
-        print(f"{label:34}" + "".join(f"{results[key][q]:>10.1f}" for q in ("p50", "p90", "p99")))
-    print("\nAPI turn by phase (ms, from its workflow history; bench/phases.py)")
-    for name, values in results["phases_ms"].items():
-        print(f"  {name:32}" + "".join(f"{values[q]:>10.1f}" for q in ("p50", "p90", "p99")))
-    print_targets(targets(results), RESULTS)
-
-
-def print_targets(rows: list[Target], written_to: Path) -> None:
-    print(f"\n{'target':34}{'value':>10}{'goal':>10}")
-    for name, value, goal, met in rows:
-        print(f"{name:34}{value:>10.2f}{goal:>10}  {'MET' if met else 'MISSED'}")
-    print(f"\nwritten to {written_to}")
-
-
-@asynccontextmanager
-async def running_stack(name: str) -> AsyncIterator[EmbeddedStack]:
-    """The embedded stack on free ports in a new temporary data dir, within the time limit."""
-    # The worker and the API inherit this environment: their replies stop at MAX_TOKENS too.
-    os.environ["ORCH_MAX_REPLY_TOKENS"] = str(MAX_TOKENS)
-    data_dir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
-    stack = EmbeddedStack(data_dir, DevPorts.free())
-    try:
-        async with asyncio.timeout(TIME_LIMIT_SECONDS):
-            await stack.start()
-            yield stack
-    finally:
-        await stack.stop()
-    shutil.rmtree(data_dir)  # kept when the run fails: the service logs are in it
-
-
-def write_results(path: Path, results: dict[str, Any], rows: list[Target]) -> None:
-    results["targets"] = {name: {"value": v, "goal": g, "met": m} for name, v, g, m in rows}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(results, indent=2) + "\n")
-
-
-async def run(requests: int, concurrency: int, count: int) -> dict[str, Any]:
-    async with running_stack("turns") as stack:
-        results = await measure(stack, requests, concurrency, count)
+async def run(lengths: list[int], requests: int, concurrency: int, count: int) -> dict[str, Any]:
+    environment = {"ORCH_MAX_REPLY_TOKENS": str(DEFAULT_LENGTH)}
+    async with running_stack("turns", environment, TIME_LIMIT_SECONDS) as stack:
+        results = await measure(stack, lengths, requests, concurrency, count)
     write_results(RESULTS, results, targets(results))
     return results

@@ -149,10 +149,14 @@ def test_a_bad_policy_file_stops_start_up(
     assert reason in lines[0]
 
 
-def test_worker_names_an_unreachable_temporal(run_cli: RunCli) -> None:
-    result = run_cli(
-        "worker", env={"ORCH_TEMPORAL_ADDRESS": "127.0.0.1:1", "ORCH_WORKER_METRICS_ADDRESS": ""}
-    )
+def test_worker_names_an_unreachable_temporal(run_cli: RunCli, tmp_path: Path) -> None:
+    environment = {
+        "ORCH_TEMPORAL_ADDRESS": "127.0.0.1:1",
+        "ORCH_WORKER_METRICS_ADDRESS": "",
+        "ORCH_DATA_DIR": str(tmp_path),
+        "ORCH_DEV_MODE": "true",
+    }
+    result = run_cli("worker", env=environment)
     assert result.returncode == 1
     expected = (
         "orchestrator: cannot reach Temporal at 127.0.0.1:1 "

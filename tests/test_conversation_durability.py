@@ -187,7 +187,10 @@ async def test_an_idle_session_closes_itself_with_its_event(
         lambda found: any(e["type"] == "conversation.closed" for e in found),
     )
     assert events[-1]["data"] == {
-        "session_id": session, "reason": "idle timeout", "turns": 1, "actor": "system"
+        "session_id": session,
+        "reason": "idle timeout",
+        "turns": 1,
+        "actor": "system",
     }
     refused = await api.post(
         "/v1/conversation/step",

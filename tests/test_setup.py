@@ -77,6 +77,8 @@ async def test_setup_creates_what_is_missing_once(
         "ORCH_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "ORCH_CONVERSATION_EVENTS_TOPIC": topics[0],
         "ORCH_TRAINING_AUDIT_TOPIC": topics[1],
+        # The payload codec's keys, as a deployment mounts them: the stack's.
+        "ORCH_CODEC_KEY_FILE": str(settings.codec_key_path),
     }
     admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
     await admin.start()

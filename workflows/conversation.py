@@ -207,6 +207,7 @@ class ConversationWorkflow:
             self._touch()
 
     async def _close(self, reason: str, actor: str, traceparent: str) -> None:
+        self.state.status = "closed"  # first: no turn is admitted while the policy is read
         # A session closed before its first turn names the policy in force by checking "".
         policy = self.state.policy or await calls.moderate("", "input")
         self.state.policy = policy

@@ -101,7 +101,7 @@ class SessionRecord:
         )
 
     def closed(self, reason: str, actor: str, traceparent: str, policy: Verdict) -> None:
-        self.state.status = "closed"
+        """Tell that the session closed (its status is already `closed`)."""
         self._emit(
             "conversation.closed",
             self._event_id("closed", 1),
