@@ -10,7 +10,9 @@ from collections.abc import Callable
 from dataclasses import asdict
 
 import httpx
-from temporalio.client import Client
+import pytest
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
 
 from core.settings import Settings
 from deploy.stack import EmbeddedStack
@@ -128,3 +130,27 @@ async def test_feedback_kept_with_a_turn_is_capped_and_every_one_is_published(
     )
     published = [e["data"]["comment"] for e in events if e["type"] == "conversation.feedback"]
     assert [f.comment for f in kept] == published[-len(kept) :]  # the latest are kept
+
+
+async def test_a_request_the_slm_server_refuses_fails_the_turn_at_once_saying_why(
+    temporal: Client, settings: Settings
+) -> None:
+    """A context budget beyond the model's (2048 tokens here) lets a long message through
+    to the server, which refuses it: the turn fails without retries, and says so."""
+    session = f"reject-{uuid.uuid4().hex[:10]}"
+    with pytest.raises(WorkflowUpdateFailedError) as failed:
+        await step_directly(
+            temporal,
+            settings,
+            session,
+            TurnRequest(message="word " * 4000),
+            context_token_budget=100_000,
+        )
+    cause = failed.value.cause
+    assert isinstance(cause, ApplicationError) and cause.type == "slm_rejected"
+    assert "Shorten the message" in cause.message and "context" in cause.message
+    handle = temporal.get_workflow_handle(f"conversation:acme:{session}")
+    view = await handle.query(ConversationWorkflow.transcript, TranscriptRequest())
+    assert view.turns[-1].status == "failed"
+    assert view.turns[-1].problem is not None and view.turns[-1].problem["code"] == "slm_rejected"
+    assert view.turns[-1].problem["status"] == 422

@@ -37,7 +37,7 @@ def recent_context(turns: list[TurnRecord], message: str, token_budget: int) -> 
 def _tokens(text: str) -> int:
     """An estimate on the safe side: about four ASCII characters a token (English), and a
     token for every byte of any other character (a byte-level tokenizer's worst case)."""
-    ascii_chars = sum(1 for c in text if c < "\x80")
+    ascii_chars = len(text.encode("ascii", "ignore"))
     return ascii_chars // 4 + len(text.encode()) - ascii_chars + 4
 
 

@@ -167,7 +167,8 @@ class Turn:
                 failure = TurnTimedOut(time_limit_detail(limit.total_seconds()))
                 kind = "turn_timeout"
             elif isinstance(cause, ApplicationError) and cause.type == SLM_REJECTED:
-                failure, kind = SlmRejected(f"{cause.message}. Shorten the message."), SLM_REJECTED
+                failure = SlmRejected(f"{cause.message.rstrip('.')}. Shorten the message.")
+                kind = SLM_REJECTED
             else:
                 failure, kind = DependencyUnavailable(SLM_FAILED), "slm_unavailable"
             record = self._ended("failed", "", policy, Usage())
