@@ -38,7 +38,12 @@ def lengths(text: str) -> list[int]:
 
 
 #: The turn benchmark's own options and their defaults (the other benchmarks refuse them).
-TURN_DEFAULTS = {"requests": 20, "concurrency": 8, "throughput_requests": 24}
+TURN_DEFAULTS: dict[str, object] = {
+    "lengths": list(turns.LENGTHS),
+    "requests": 20,
+    "concurrency": 8,
+    "throughput_requests": 24,
+}
 
 
 def main() -> None:
@@ -46,16 +51,27 @@ def main() -> None:
     parser.add_argument(
         "--lengths",
         type=lengths,
-        default=list(turns.LENGTHS),
+        default=TURN_DEFAULTS["lengths"],
         metavar="N,N",
         help="reply lengths in tokens (default 16,64,256,512)",
     )
     parser.add_argument(
-        "--requests", type=bounded, default=20, help="sequential requests per path and length"
+        "--requests",
+        type=bounded,
+        default=TURN_DEFAULTS["requests"],
+        help="sequential requests per path and length",
     )
-    parser.add_argument("--concurrency", type=bounded, default=8, help="requests in flight")
     parser.add_argument(
-        "--throughput-requests", type=bounded, default=24, help="throughput requests per path"
+        "--concurrency",
+        type=bounded,
+        default=TURN_DEFAULTS["concurrency"],
+        help="requests in flight",
+    )
+    parser.add_argument(
+        "--throughput-requests",
+        type=bounded,
+        default=TURN_DEFAULTS["throughput_requests"],
+        help="throughput requests per path",
     )
     benchmarks = parser.add_subparsers(dest="benchmark", help="instead of the turn benchmark")
     first_token = benchmarks.add_parser(

@@ -188,6 +188,7 @@ async def steady(
     before, started = await memory.snapshot(http, stack), time.perf_counter()
     latencies = await closed_loop(turns, sessions, duration, concurrency)
     elapsed = time.perf_counter() - started
+    spent = memory.between(before, await memory.snapshot(http, stack))
     done = len(latencies["step"]) + len(latencies["stream"])
     return {
         "concurrency": min(concurrency, len(sessions)),
@@ -198,7 +199,7 @@ async def steady(
             kind: dict(spread(values)) if values else dict.fromkeys(QUANTILES)
             for kind, values in latencies.items()
         },
-        **(spent := memory.between(before, await memory.snapshot(http, stack))),
+        **spent,
         # What a turn costs each service, in CPU: what one more core of it buys.
         "cpu_ms_per_turn": {
             name: seconds * 1000 / done if done else None
