@@ -61,7 +61,8 @@ async def running_stack(
     """The embedded stack on free ports in a new temporary data dir, its worker and API with
     the ORCH_ settings of `environment`, within `time_limit` seconds."""
     data_dir = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
-    stack = EmbeddedStack(data_dir, DevPorts.free(), environment)
+    stack = EmbeddedStack(data_dir, DevPorts.free())
+    stack.environment.update(environment)  # the product's processes only, as `restart` does
     try:
         async with asyncio.timeout(time_limit):
             await stack.start()
