@@ -25,9 +25,12 @@ def write_once(path: Path, content: bytes) -> None:
 
 
 def read_private(path: Path, variable: str) -> bytes:
-    """The content of a key file, refused (naming `variable`) when other users can read it."""
+    """The content of a key file, refused (naming `variable`) when any user can read it.
+
+    Its group may: Kubernetes mounts a Secret for a pod's `fsGroup` as root-owned and
+    group-readable (0440), and that group is the pod's own user."""
     mode = path.stat().st_mode
-    if mode & (stat.S_IRWXG | stat.S_IRWXO):
+    if mode & stat.S_IRWXO:
         raise ConfigurationError(
             f"{variable}: {path} can be read by other users (mode {stat.S_IMODE(mode):o}); "
             f"run `chmod 600 {path}`"

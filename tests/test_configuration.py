@@ -249,3 +249,19 @@ def test_a_key_file_other_users_can_read_is_refused(
     assert result.returncode == 2, result.stderr
     assert result.stderr.startswith(f"orchestrator: configuration error: {variable}:")
     assert "can be read by other users" in result.stderr and "chmod 600" in result.stderr
+
+
+def test_a_key_file_its_group_can_read_is_taken_as_kubernetes_mounts_secrets(
+    run_cli: RunCli, tmp_path: Path
+) -> None:
+    key = tmp_path / "keys.json"
+    key.write_text(_CODEC_KEYS)
+    key.chmod(0o440)  # a Secret mounted for the pod's fsGroup
+    environment = {
+        "ORCH_DATA_DIR": str(tmp_path),
+        "ORCH_CODEC_KEY_FILE": str(key),
+        "ORCH_TEMPORAL_ADDRESS": "127.0.0.1:1",
+        "ORCH_WORKER_METRICS_ADDRESS": "",
+    }
+    result = run_cli("worker", env=environment)
+    assert "cannot reach Temporal" in result.stderr, result.stderr  # past the keys
