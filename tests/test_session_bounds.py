@@ -63,8 +63,9 @@ async def test_a_session_of_the_longest_turns_keeps_working_across_continue_as_n
         )
         assert after.status_code == 200, after.text
         assert after.json()["turn"] == turns + 1
-    # It continued as new again and again (every two turns, when no turn was waiting).
-    assert len(runs) > 1
+    # It continued as new after every two turns, or three when the next came in while the
+    # run published its events: turns sent back to back never keep one run going.
+    assert len(runs) >= turns // 3
 
 
 async def test_a_long_broker_outage_holds_new_turns_at_a_bound_and_loses_no_event(

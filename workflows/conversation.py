@@ -41,6 +41,10 @@ class SessionClosed(ApplicationError):
         )
 
 
+#: `workflow.patched` id: a run due to end waits for the turn in flight instead of going round.
+END_RUN_AFTER_TURN_IN_FLIGHT = "end-run-after-turn-in-flight"
+
+
 def _refused(message: str, kind: str) -> ApplicationError:
     return ApplicationError(message, type=kind, non_retryable=True)
 
@@ -73,7 +77,12 @@ class ConversationWorkflow:
                     await self._close("idle timeout", "system", traceparent="")
                 continue
             await outbox.publish(self.state.outbox)
-            if not self._ready_to_end_run():
+            if not self._should_end_run():
+                continue
+            # A turn that came in while the outbox was published: wait for it, then end the
+            # run. Going round again instead let a client that sends turns back to back keep
+            # one run forever, its history growing without bound.
+            if self._lock.locked() and not workflow.patched(END_RUN_AFTER_TURN_IN_FLIGHT):
                 continue
             await workflow.wait_condition(workflow.all_handlers_finished)
             if self.state.status == "closed":
