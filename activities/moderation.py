@@ -16,7 +16,7 @@ import asyncio
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from temporalio import activity
 
@@ -51,6 +51,19 @@ class Verdict:
     provider: str | None = None
     #: Its score: 1.0 for a rule, the classifier's score, None for a guard model.
     score: float | None = None
+
+
+def public_verdict(verdict: Verdict) -> dict[str, Any]:
+    """The verdict as clients see it: no internal fields, and the layer that refused."""
+    return {
+        "decision": verdict.decision,
+        "stage": verdict.stage,
+        "category": verdict.category,
+        "policy_version": verdict.policy_version,
+        "constitution_hash": verdict.constitution_hash,
+        "provider": verdict.provider,
+        "score": verdict.score,
+    }
 
 
 def verdict_of(policy: Policy, finding: Finding | None, stage: str, seconds: float) -> Verdict:

@@ -9,22 +9,17 @@ stream and appends each delta as a `token` event as it comes (the stream is the 
 no reader can slow it), and still returns the whole reply, which is what history records.
 A retried attempt first appends `retract`, so a reader discards the earlier attempt's text.
 
-While it streams, the output is checked on windows of the growing text: each time the text
-has grown by `WINDOW_STEP_CHARS`, the last `WINDOW_CHARS` characters, up to and including
-the newest delta, go through the cheap layers (normalisation and rules) before that delta is
-appended; where a sentence ends, at least `SENTENCE_STEP_CHARS` after the last such check,
-the window goes through the classifier too. A refused window stops the call at once (its
-last delta is never sent); the workflow then writes `retract` and `turn.refused`. So a
-client sees at most one step of text a rule refuses, or one sentence the classifier
-refuses, before the `retract`. The whole reply is still checked once complete, through
-every layer (guard models included), so nothing wider than a window slips by.
+A streamed reply is checked on windows as it grows (activities/reply_check.py); the whole
+reply is checked once complete, through every layer (guard models included).
+
+A turn's admission, the input check and the training lease read (activities/admission.py),
+runs first, in the same activity: the SLM server is only called once the check allows.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from typing import cast
@@ -37,7 +32,9 @@ from opentelemetry.trace import SpanKind
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.moderation import Moderator, Verdict
+from activities.admission import Admission, AdmissionRequest, Admitted
+from activities.moderation import Moderator, Verdict, public_verdict
+from activities.reply_check import CheckedReply
 from activities.turn_stream import StreamEvent, StreamTarget, TurnStreams
 from core.settings import Settings
 
@@ -48,16 +45,6 @@ _tracer = trace.get_tracer("orchestrator.slm")
 #: Often enough that a cancellation reaches the call within a second (the SLM worker sends
 #: heartbeats on at most every half second; see worker/main.py).
 _HEARTBEAT_SECONDS = 0.25
-#: Streamed output is checked each time it grew by this much: about eight tokens. A check
-#: of a full window costs about 0.45 ms here, too much to pay on every token of every stream.
-WINDOW_STEP_CHARS = 32
-#: The text each check reads: far wider than a step plus any rule of the bundled policy
-#: (their gaps are at most 40 characters), so a phrase split across steps is still caught.
-WINDOW_CHARS = 512
-#: The classifier reads a window where a sentence ends, at most once per this much growth:
-#: one read costs a few milliseconds of worker CPU (on a thread, off the event loop).
-SENTENCE_STEP_CHARS = 96
-_SENTENCE_END = re.compile(r"[.!?;:\n]")
 
 
 @dataclass
@@ -71,11 +58,16 @@ class CompletionRequest:
     messages: list[ChatMessage]
     max_tokens: int = 256
     temperature: float = 0.7
-    #: Sent as HTTP headers, e.g. X-Policy-Version and X-Constitution-Hash.
+    #: Sent as HTTP headers. X-Policy-Version and X-Constitution-Hash are the checking
+    #: policy's, added here (turns from before admissions ran here sent them).
     headers: dict[str, str] = field(default_factory=dict)
-    #: A streamed turn: where its tokens go, and the events that open its stream.
+    #: A streamed turn: where its tokens go, and the events that open its stream (the input
+    #: verdict's is added here, after the admission).
     stream: StreamTarget | None = None
     opening: list[StreamEvent] = field(default_factory=list)
+    #: The turn's input check and lease read, run here before the call; None in turns from
+    #: before, which ran them in the workflow as local activities.
+    admission: AdmissionRequest | None = None
 
 
 @dataclass
@@ -85,13 +77,24 @@ class Completion:
     completion_tokens: int
     finish_reason: str
     duration_seconds: float = 0.0
-    #: The output check of `text`; None from a worker that predates output checks here.
+    #: The output check of `text`; None from a worker that predates output checks here,
+    #: and when the input was refused (then `text` is empty).
     verdict: Verdict | None = None
+    #: The admission's outcome, when the request asked for one.
+    admitted: Admitted | None = None
 
 
 class SlmActivities:
-    def __init__(self, settings: Settings, moderator: Moderator, streams: TurnStreams) -> None:
+    def __init__(
+        self, settings: Settings, moderator: Moderator, streams: TurnStreams, admission: Admission
+    ) -> None:
         self._moderator = moderator
+        self._admission = admission
+        policy = moderator.policy
+        self._policy_headers = {
+            "X-Policy-Version": policy.version,
+            "X-Constitution-Hash": policy.constitution_hash,
+        }
         self._model = settings.slm_model
         self._log_content = settings.log_content
         self._streams = streams
@@ -107,10 +110,32 @@ class SlmActivities:
 
     @activity.defn(name="slm.complete")
     async def complete(self, request: CompletionRequest) -> Completion:
-        started = time.perf_counter()
         heartbeats = asyncio.create_task(_heartbeat_until_done())
-        # The OpenAI SDK speaks httpx2, which no instrumentation sees: the call's client span
-        # (GenAI conventions) is made here, and its traceparent goes to the server.
+        try:
+            admitted = None
+            if request.admission is not None:
+                admitted = await self._admission.admit(request.admission)
+                if admitted.refused:  # the SLM server is never called
+                    return Completion("", 0, 0, "input_refused", admitted=admitted)
+            started = time.perf_counter()
+            completion = await self._call(request, admitted)
+        finally:
+            heartbeats.cancel()
+        completion.admitted = admitted
+        completion.duration_seconds = time.perf_counter() - started
+        asked = [m.content for m in request.messages if m.role == "user"][-1:]
+        if completion.verdict is None:  # a refused window already decided
+            completion.verdict = await self._moderator.check(completion.text, "output", asked)
+        if self._log_content:
+            content = {"user_message": asked[0] if asked else "", "reply": completion.text}
+            log.info("slm reply", extra=content)
+        return completion
+
+    async def _call(self, request: CompletionRequest, admitted: Admitted | None) -> Completion:
+        """The chat completion, whole or streamed, in its client span (GenAI conventions).
+
+        The OpenAI SDK speaks httpx, which no instrumentation here sees: the span is made
+        here, and its traceparent goes to the server."""
         with _tracer.start_as_current_span(f"chat {self._model}", kind=SpanKind.CLIENT) as span:
             span.set_attributes(
                 {
@@ -119,13 +144,13 @@ class SlmActivities:
                     "gen_ai.request.max_tokens": request.max_tokens,
                 }
             )
-            headers = dict(request.headers)
+            headers = {**self._policy_headers, **request.headers}
             inject(headers)
             try:
                 if request.stream is None:
                     completion = await self._whole(request, headers)
                 else:
-                    completion = await self._streamed(request, headers, request.stream)
+                    completion = await self._streamed(request, headers, request.stream, admitted)
             except BadRequestError as error:
                 # The server refuses this request as it is (e.g. longer than the model's
                 # context): asking again cannot help.
@@ -134,8 +159,6 @@ class SlmActivities:
                     type=SLM_REJECTED,
                     non_retryable=True,
                 ) from None
-            finally:
-                heartbeats.cancel()
             span.set_attributes(
                 {
                     "gen_ai.usage.input_tokens": completion.prompt_tokens,
@@ -143,13 +166,6 @@ class SlmActivities:
                     "gen_ai.response.finish_reasons": [completion.finish_reason],
                 }
             )
-        completion.duration_seconds = time.perf_counter() - started
-        asked = [m.content for m in request.messages if m.role == "user"][-1:]
-        if completion.verdict is None:  # a refused window already decided
-            completion.verdict = await self._moderator.check(completion.text, "output", asked)
-        if self._log_content:
-            content = {"user_message": asked[0] if asked else "", "reply": completion.text}
-            log.info("slm reply", extra=content)
         return completion
 
     async def _whole(self, request: CompletionRequest, headers: dict[str, str]) -> Completion:
@@ -169,10 +185,17 @@ class SlmActivities:
         )
 
     async def _streamed(
-        self, request: CompletionRequest, headers: dict[str, str], target: StreamTarget
+        self,
+        request: CompletionRequest,
+        headers: dict[str, str],
+        target: StreamTarget,
+        admitted: Admitted | None,
     ) -> Completion:
         attempt = activity.info().attempt
-        await self._streams.append(target, [], attempt, opening=request.opening)
+        opening = request.opening
+        if admitted is not None:  # the opening ends with the input verdict
+            opening = [*opening, StreamEvent("verdict", public_verdict(admitted.verdict))]
+        await self._streams.append(target, [], attempt, opening=opening)
         if attempt > 1:  # the reader drops what an earlier attempt sent
             await self._append(target, StreamEvent("retract", {"reason": "retry"}), attempt)
         chunks = await self._client.chat.completions.create(
@@ -184,7 +207,7 @@ class SlmActivities:
             stream=True,
             stream_options={"include_usage": True},
         )
-        reply = _CheckedReply(self._moderator)
+        reply = CheckedReply(self._moderator)
         completion = Completion(text="", prompt_tokens=0, completion_tokens=0, finish_reason="")
         try:
             async for chunk in chunks:
@@ -218,31 +241,6 @@ class SlmActivities:
         if not await self._streams.append(target, [event], attempt):
             # A later attempt of this activity owns the stream: this one is a leftover.
             raise RuntimeError(f"attempt {attempt} was superseded; stopping it")
-
-
-class _CheckedReply:
-    """A streamed reply as it grows, checked on windows (see the module's docstring)."""
-
-    def __init__(self, moderator: Moderator) -> None:
-        self._moderator = moderator
-        self.parts: list[str] = []
-        self._text = ""
-        self._checked = 0  # how much of the text a window check has read
-        self._classified = 0  # ... and the classifier
-        self._classify = moderator.engine.classifies("output")
-
-    async def add(self, delta: str) -> Verdict | None:
-        """Take the next delta; the refusal of the window it completes, if refused."""
-        self.parts.append(delta)
-        self._text += delta
-        grown = len(self._text) - self._classified
-        if self._classify and _SENTENCE_END.search(delta) and grown >= SENTENCE_STEP_CHARS:
-            self._checked = self._classified = len(self._text)
-            return await self._moderator.check_sentence(self._text[-WINDOW_CHARS:])
-        if len(self._text) - self._checked < WINDOW_STEP_CHARS:
-            return None
-        self._checked = len(self._text)
-        return self._moderator.check_window(self._text[-WINDOW_CHARS:])
 
 
 def _messages(request: CompletionRequest) -> list[ChatCompletionMessageParam]:

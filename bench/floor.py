@@ -25,6 +25,7 @@ from temporalio.common import WorkflowIDConflictPolicy
 from temporalio.worker import Worker
 
 from bench.chat import first_token
+from bench.phases import TurnTrace
 
 WORKFLOW_QUEUE = "bench-floor"
 ACTIVITY_QUEUE = "bench-floor-slm"
@@ -87,14 +88,17 @@ async def serving(client: Client, http: httpx.AsyncClient, chat_url: str) -> Asy
         yield
 
 
-async def complete(client: Client, body: dict[str, Any]) -> Reply:
+async def complete(client: Client, body: dict[str, Any]) -> tuple[Reply, TurnTrace]:
+    """The reply, and what finds its phases in the workflow's history (`bench.phases`)."""
+    workflow_id = f"bench-floor-{uuid.uuid4().hex}"
     start = WithStartWorkflowOperation(
         FloorWorkflow.run,
-        id=f"bench-floor-{uuid.uuid4().hex}",
+        id=workflow_id,
         task_queue=WORKFLOW_QUEUE,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
+    sent = time.time()
     reply: Reply = await client.execute_update_with_start_workflow(
         FloorWorkflow.complete, body, start_workflow_operation=start
     )
-    return reply
+    return reply, TurnTrace(workflow_id, None, sent, time.time(), reply.slm_seconds)

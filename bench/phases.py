@@ -35,14 +35,14 @@ PHASES = (
 @dataclass(frozen=True)
 class TurnTrace:
     workflow_id: str
-    run_id: str
+    run_id: str | None  # None: the workflow's latest run
     sent: float  # time.time() when the request was sent
     received: float  # and when its reply was read
     slm_seconds: float
 
 
 async def phases(temporal: Client, trace: TurnTrace) -> dict[str, float]:
-    """The phases of a session's first turn, in ms."""
+    """The phases of a session's first turn (or of a floor request), in ms."""
     handle = temporal.get_workflow_handle(trace.workflow_id, run_id=trace.run_id)
     history = await handle.fetch_history()
     events = [

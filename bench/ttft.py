@@ -123,7 +123,7 @@ class Paths:
 
     async def floor(self) -> Sample:
         started = time.perf_counter()
-        reply = await floor.complete(self._temporal, self._chat)
+        reply, _ = await floor.complete(self._temporal, self._chat)
         return Sample(reply.first_token_at - started, reply.completion_tokens)
 
 

@@ -103,14 +103,14 @@ class Paths:
 
     async def floor(self) -> Sample:
         started = time.perf_counter()
-        reply = await floor.complete(self.temporal, self._chat)
+        reply, trace = await floor.complete(self.temporal, self._chat)
         elapsed = time.perf_counter() - started
-        return Sample(elapsed, reply.completion_tokens, reply.slm_seconds)
+        return Sample(elapsed, reply.completion_tokens, reply.slm_seconds, trace)
 
 
-async def where_it_goes(temporal: Client, api: list[Sample]) -> dict[str, dict[str, float]]:
-    """Per phase of the API turns (`bench.phases`), its spread in ms."""
-    measured = [await phases.phases(temporal, s.trace) for s in api if s.trace is not None]
+async def where_it_goes(temporal: Client, taken: list[Sample]) -> dict[str, dict[str, float]]:
+    """Per phase of the API turns or the floor's requests (`bench.phases`), its spread in ms."""
+    measured = [await phases.phases(temporal, s.trace) for s in taken if s.trace is not None]
     return {name: spread([m[name] for m in measured], scale=1.0) for name in phases.PHASES}
 
 
@@ -133,6 +133,7 @@ async def sequential(paths: Paths, rounds: int) -> dict[str, Any]:
         "floor_overhead_ms": spread([s.overhead for s in samples["floor"]]),
         "pairwise_overhead_ms": spread([a.seconds - d.seconds for a, d in matched]),
         "phases_ms": await where_it_goes(paths.temporal, api),
+        "floor_phases_ms": await where_it_goes(paths.temporal, samples["floor"]),
     }
 
 

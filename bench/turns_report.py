@@ -29,10 +29,13 @@ def report(results: dict[str, Any]) -> None:
         print(f"{at['median_ratio']:>7.2f}", end="")
         print(f"{at['overhead_ms']['p50']:>13.1f}{at['overhead_ms']['p99']:>7.1f}", end="")
         print(f"{at['floor_overhead_ms']['p50']:>10.1f}{at['floor_overhead_ms']['p99']:>7.1f}")
-    print("\nAPI turn by phase, p50 ms (from its workflow history; bench/phases.py)")
+    print("\nby phase, p50 ms, API turn / floor (from workflow histories; bench/phases.py)")
     print(f"{'max_tokens':>10}" + "".join(f"{name[:12]:>13}" for name in phases.PHASES))
     for length, at in lengths.items():
-        values = "".join(f"{at['phases_ms'][name]['p50']:>13.1f}" for name in phases.PHASES)
+        values = "".join(
+            f"{at['phases_ms'][name]['p50']:>7.1f}/{at['floor_phases_ms'][name]['p50']:<5.1f}"
+            for name in phases.PHASES
+        )
         print(f"{length:>10}{values}")
     rates = results["throughput"]
     print(

@@ -17,8 +17,15 @@ import pytest
 import pytest_asyncio
 from redis.asyncio import Redis
 from temporalio.client import Client
+from temporalio.runtime import Runtime
 
+from activities.admission import Admission
+from activities.moderation import Moderator
+from activities.slm import SlmActivities
+from activities.training_lock import TrainingLock
+from activities.turn_stream import TurnStreams
 from core.connections import connect_temporal
+from core.policy import load_policy
 from core.settings import Settings
 from core.tokens import mint_token
 from deploy.services import DevPorts
@@ -70,6 +77,19 @@ async def redis(settings: Settings) -> AsyncIterator[Redis]:
     client = Redis.from_url(str(settings.redis_url), decode_responses=True)
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+def slm_activities(settings: Settings, redis: Redis) -> Callable[..., SlmActivities]:
+    """`slm_activities(policy_file)`: the SLM activities as a worker builds them, checking
+    with that policy (the bundled one by default), on the stack's Redis and SLM server."""
+
+    def make(policy_file: Path | None = None) -> SlmActivities:
+        moderator = Moderator.load(load_policy(policy_file))
+        lock = TrainingLock(redis, Runtime.default().metric_meter)
+        return SlmActivities(settings, moderator, TurnStreams(redis), Admission(moderator, lock))
+
+    return make
 
 
 @pytest.fixture(scope="session")

@@ -10,20 +10,15 @@ import asyncio
 import dataclasses
 import json
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 from redis.asyncio import Redis
 from temporalio.testing import ActivityEnvironment
 
-from activities.moderation import Moderator
-from activities.slm import (
-    SENTENCE_STEP_CHARS,
-    WINDOW_CHARS,
-    ChatMessage,
-    CompletionRequest,
-    SlmActivities,
-)
-from activities.turn_stream import StreamEvent, StreamTarget, TurnStreams, stream_key
+from activities.reply_check import SENTENCE_STEP_CHARS, WINDOW_CHARS
+from activities.slm import ChatMessage, CompletionRequest, SlmActivities
+from activities.turn_stream import StreamEvent, StreamTarget, stream_key
 from core.policy import load_policy
 from core.settings import Settings
 
@@ -31,10 +26,10 @@ QUESTION = CompletionRequest(messages=[ChatMessage("user", "Name a colour.")], m
 
 
 async def test_the_reply_comes_back_with_its_output_verdict(
-    settings: Settings, redis: Redis
+    settings: Settings, redis: Redis, slm_activities: Callable[..., SlmActivities]
 ) -> None:
     policy = load_policy(None)
-    activities = SlmActivities(settings, Moderator.load(policy), TurnStreams(redis))
+    activities = slm_activities()
     try:
         completion = await ActivityEnvironment().run(activities.complete, QUESTION)
     finally:
@@ -47,14 +42,14 @@ async def test_the_reply_comes_back_with_its_output_verdict(
 
 
 async def test_a_reply_the_policy_refuses_is_marked_refused_at_output(
-    settings: Settings, tmp_path: Path, redis: Redis
+    settings: Settings, tmp_path: Path, redis: Redis, slm_activities: Callable[..., SlmActivities]
 ) -> None:
     # The bundled policy with one more rule that any reply of a letter matches.
     document = json.loads(load_policy(None).document.model_dump_json())
     document["categories"]["pii"]["rules"].append("[a-z]")
     path = tmp_path / "strict.json"
     path.write_text(json.dumps(document))
-    activities = SlmActivities(settings, Moderator.load(load_policy(path)), TurnStreams(redis))
+    activities = slm_activities(path)
     try:
         completion = await ActivityEnvironment().run(activities.complete, QUESTION)
     finally:
@@ -66,12 +61,12 @@ async def test_a_reply_the_policy_refuses_is_marked_refused_at_output(
 
 
 async def test_a_streamed_reply_lands_token_by_token_and_a_retry_retracts_first(
-    settings: Settings, redis: Redis
+    settings: Settings, redis: Redis, slm_activities: Callable[..., SlmActivities]
 ) -> None:
     target = StreamTarget(workflow_id=f"test:{uuid.uuid4().hex}", stream_id="s", turn=3)
     opening = [StreamEvent("turn.accepted", {"turn": 3})]
     request = dataclasses.replace(QUESTION, max_tokens=16, stream=target, opening=opening)
-    activities = SlmActivities(settings, Moderator.load(load_policy(None)), TurnStreams(redis))
+    activities = slm_activities(None)
     environment = ActivityEnvironment()
     try:
         first = await environment.run(activities.complete, request)
@@ -92,13 +87,15 @@ async def test_a_streamed_reply_lands_token_by_token_and_a_retry_retracts_first(
     assert retried == list(range(len(retried))) and retried  # numbered afresh after retract
 
 
-async def test_concurrent_streams_each_run_to_their_end(settings: Settings, redis: Redis) -> None:
+async def test_concurrent_streams_each_run_to_their_end(
+    settings: Settings, redis: Redis, slm_activities: Callable[..., SlmActivities]
+) -> None:
     # The server takes one request at a time: the second waits, and must not cut the first
     # short (an activity whose stream ends without a finish reason fails and is retried).
     counting = CompletionRequest(
         messages=[ChatMessage("user", "Count from one to fifty, in words.")], max_tokens=32
     )
-    activities = SlmActivities(settings, Moderator.load(load_policy(None)), TurnStreams(redis))
+    activities = slm_activities(None)
     requests = [
         dataclasses.replace(
             counting,
@@ -117,7 +114,7 @@ async def test_concurrent_streams_each_run_to_their_end(settings: Settings, redi
 
 
 async def test_the_classifier_reads_a_streamed_reply_where_sentences_end(
-    settings: Settings, redis: Redis, tmp_path: Path
+    settings: Settings, redis: Redis, slm_activities: Callable[..., SlmActivities], tmp_path: Path
 ) -> None:
     # The bundled policy with the classifier on replies too, and a `hate` threshold any text
     # reaches: the first sentence end past SENTENCE_STEP_CHARS refuses, mid-stream.
@@ -132,7 +129,7 @@ async def test_the_classifier_reads_a_streamed_reply_where_sentences_end(
         max_tokens=200,
         stream=target,
     )
-    activities = SlmActivities(settings, Moderator.load(load_policy(path)), TurnStreams(redis))
+    activities = slm_activities(path)
     try:
         completion = await ActivityEnvironment().run(activities.complete, story)
     finally:

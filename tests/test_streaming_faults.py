@@ -18,9 +18,8 @@ from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.worker import Worker
 
-from activities.moderation import Moderator
-from activities.slm import WINDOW_STEP_CHARS, SlmActivities
-from activities.turn_stream import TurnStreams
+from activities.reply_check import WINDOW_STEP_CHARS
+from activities.slm import SlmActivities
 from core.policy import load_policy
 from core.settings import Settings
 from deploy.stack import EmbeddedStack
@@ -30,6 +29,7 @@ from tests.sse import Event, events, ids_in_order, text
 from workflows.turns import TurnRequest
 
 STORY = "Write a long story about a lighthouse keeper."
+SHORT_STORY = "Tell me a story."
 
 
 def _user(token: Callable[..., str]) -> dict[str, str]:
@@ -51,17 +51,18 @@ async def test_a_refused_window_retracts_what_was_sent_then_refuses(
     temporal: Client,
     settings: Settings,
     redis: Redis,
+    slm_activities: Callable[..., SlmActivities],
     tmp_path: Path,
 ) -> None:
-    # This test's own SLM worker checks output against the bundled policy plus one rule that
-    # any 24 characters match: the reply is refused a few tokens in, mid-stream.
+    # This test's own SLM worker checks against the bundled policy plus one rule that any 24
+    # characters match: the short message passes, the reply is refused a few tokens in.
     document = json.loads(load_policy(None).document.model_dump_json())
     document["categories"]["pii"]["rules"].append("[\\s\\S]{24}")
     strict = tmp_path / "strict.json"
     strict.write_text(json.dumps(document))
     refusal = document["categories"]["pii"]["message"]
     queue, session = f"strict-slm-{uuid.uuid4().hex}", f"window-{uuid.uuid4().hex[:10]}"
-    slm = SlmActivities(settings, Moderator.load(load_policy(strict)), TurnStreams(redis))
+    slm = slm_activities(strict)
     try:
         async with Worker(
             temporal,
@@ -73,7 +74,7 @@ async def test_a_refused_window_retracts_what_was_sent_then_refuses(
                 temporal,
                 settings,
                 session,
-                TurnRequest(message=STORY, stream_id=uuid.uuid4().hex),
+                TurnRequest(message=SHORT_STORY, stream_id=uuid.uuid4().hex),
                 slm_task_queue=queue,
                 max_reply_tokens=64,
             )

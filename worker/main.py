@@ -21,6 +21,7 @@ from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
+from activities.admission import Admission
 from activities.events import EventPublisher
 from activities.moderation import ModerationActivities, Moderator
 from activities.slm import SlmActivities
@@ -79,13 +80,13 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
         streams = TurnStreams(redis)
         moderator = Moderator(engine)
         resources.push_async_callback(moderator.close)
+        lock = TrainingLock(redis, runtime.metric_meter)
         if queue in (None, settings.task_queue):
             publishing = asyncio.create_task(policy_registry.publish_until_done(redis, policy))
             resources.callback(publishing.cancel)
             publisher = EventPublisher(settings, runtime.metric_meter)
             resources.push_async_callback(publisher.close)
             moderation = ModerationActivities(moderator)
-            lock = TrainingLock(redis, runtime.metric_meter)
             workers.append(
                 _worker(
                     client,
@@ -104,7 +105,7 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
                 )
             )
         if queue in (None, settings.slm_task_queue):
-            slm = SlmActivities(settings, moderator, streams)
+            slm = SlmActivities(settings, moderator, streams, Admission(moderator, lock))
             resources.push_async_callback(slm.close)
             workers.append(
                 _worker(

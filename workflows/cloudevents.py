@@ -16,7 +16,7 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.events import PublishRequest
-    from activities.moderation import Verdict
+    from activities.moderation import Verdict, public_verdict
     from activities.training_lock import Lease
     from workflows.timestamps import iso
     from workflows.training_state import DisableRequest, EnableRequest, TrainingState
@@ -27,19 +27,6 @@ _EVENT_NAMESPACE = uuid.UUID("6f1e3c1e-3d7a-4c55-9a8e-6c1b0c7f5a10")
 
 def event_id(workflow_id: str, kind: str, sequence: int) -> str:
     return str(uuid.uuid5(_EVENT_NAMESPACE, f"{workflow_id}/{kind}/{sequence}"))
-
-
-def public_verdict(verdict: Verdict) -> dict[str, Any]:
-    """The verdict as clients see it: no internal fields, and the layer that refused."""
-    return {
-        "decision": verdict.decision,
-        "stage": verdict.stage,
-        "category": verdict.category,
-        "policy_version": verdict.policy_version,
-        "constitution_hash": verdict.constitution_hash,
-        "provider": verdict.provider,
-        "score": verdict.score,
-    }
 
 
 def cloud_event(

@@ -17,11 +17,10 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.moderation import Verdict
+    from activities.moderation import Verdict, public_verdict
     from activities.turn_stream import AppendRequest, StreamEvent, StreamTarget
     from core.errors import DependencyUnavailable
     from workflows import calls
-    from workflows.cloudevents import public_verdict
     from workflows.turns import TurnRecord, TurnRequest, TurnResult
 
 
@@ -51,9 +50,14 @@ def record_body(
     }
 
 
-def opening(session_id: str, turn: int, trace_id: str, verdict: Verdict) -> list[StreamEvent]:
-    accepted = {"session_id": session_id, "turn": turn, "trace_id": trace_id}
-    return [StreamEvent("turn.accepted", accepted), StreamEvent("verdict", public_verdict(verdict))]
+def opening(
+    session_id: str, turn: int, trace_id: str, verdict: Verdict | None
+) -> list[StreamEvent]:
+    """`turn.accepted`, then the input `verdict` (added by the SLM activity when None)."""
+    accepted = [StreamEvent("turn.accepted", {"session_id": session_id, "turn": turn, "trace_id": trace_id})]  # fmt: skip
+    if verdict is None:
+        return accepted
+    return [*accepted, StreamEvent("verdict", public_verdict(verdict))]
 
 
 def closing(result: TurnResult) -> list[StreamEvent]:
@@ -86,10 +90,11 @@ def time_limit_detail(limit_seconds: float) -> str:
 class TurnStream:
     """The stream of one streamed turn, as its workflow writes it.
 
-    The opening (`turn.accepted`, `verdict`) is handed to the SLM activity, which writes it
-    before its first token; `end` hands it over again, and it is written only into an empty
-    stream: so a turn that ends before any SLM call wrote (refused at input, cancelled,
-    failed) still opens its stream, and no stream is opened twice. The id of the turn's last
+    The opening (`turn.accepted`) is handed to the SLM activity, which adds the input
+    `verdict` and writes both once its input check allowed the turn, before its first token;
+    `end` hands the opening (with the verdict, known by then) over again, and it is written
+    only into an empty stream: so a turn that ends before any SLM call wrote (refused at
+    input, cancelled, failed) still opens its stream, and no stream is opened twice. The id of the turn's last
     event is kept with its record, so the resume route can replay it once the stream expired.
     """
 
@@ -113,7 +118,7 @@ class TurnStream:
         )
         return cls(target, turns)
 
-    def open(self, session_id: str, trace_id: str, verdict: Verdict) -> None:
+    def open(self, session_id: str, trace_id: str, verdict: Verdict | None) -> None:
         self.opening = opening(session_id, self.target.turn, trace_id, verdict)
 
     async def end(self, events: list[StreamEvent]) -> None:

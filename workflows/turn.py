@@ -2,16 +2,22 @@
 
 A turn reads as its steps, in order:
 
-1. `_admit`: the input check (the message with the session's recent answered turns) and,
-   beside it in the same workflow task, the tenant's training lease;
-2. `_complete`: the SLM activity on its own task queue, within what is left of the turn's
-   time; it checks its own reply (the output check) where it is produced;
-3. `_end`: the turn's record, handed to the session (workflows/session_record.py, which
+1. `_complete`: the SLM activity on its own task queue, within what is left of the turn's
+   time. It admits the turn first (activities/admission.py): the input check (the message
+   with the session's recent answered turns) beside the tenant's training lease; only an
+   allowed input reaches the SLM server. It checks its own reply (the output check) where
+   it is produced.
+2. `_end`: the turn's record, handed to the session (workflows/session_record.py, which
    keeps it, shows it in search attributes and tells it in an event), and for a streamed
    turn the stream's last events.
 
-The stream is one collaborator (`TurnStream`): the turn opens it with the input verdict,
-hands its opening to the SLM call, and ends it. Workflow code: run only inside a workflow.
+Sessions from before admissions ran in the SLM activity (`ADMITTED_IN_SLM_CALL`) still check
+the input and read the lease first, as local activities (`_admit`). An SLM activity that
+fails for good or is cancelled leaves the input verdict unknown: the input is then checked
+on its own, and a refusal still ends the turn `refused`.
+
+The stream is one collaborator (`TurnStream`): the turn hands its opening to the SLM call,
+which adds the input verdict, and ends it. Workflow code: run only inside a workflow.
 """
 
 from __future__ import annotations
@@ -24,7 +30,8 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
-    from activities.moderation import Verdict
+    from activities.admission import AdmissionRequest
+    from activities.moderation import ModerationRequest, Verdict
     from activities.slm import SLM_REJECTED, Completion, CompletionRequest
     from activities.training_lock import Lease
     from activities.turn_stream import StreamEvent
@@ -42,6 +49,9 @@ with workflow.unsafe.imports_passed_through():
     from workflows.timestamps import iso
     from workflows.turns import ConversationState, TurnRecord, TurnRequest, TurnResult, Usage
 
+#: workflow.patched id: the input check and the lease read run in the SLM activity, before
+#: its call, instead of as local activities in the workflow task before it.
+ADMITTED_IN_SLM_CALL = "admitted-in-slm-call"
 #: workflow.patched id: the SLM activity returns the output verdict with the reply.
 OUTPUT_CHECKED_BY_SLM = "output-checked-by-slm"
 #: workflow.patched id: each turn reads the tenant's training lease beside the input check.
@@ -56,6 +66,23 @@ MODERATION_CONTEXT_TURNS = 10
 
 class TurnCancelled(Exception):
     """The running turn was cancelled (by the `cancel` update); it ends `cancelled`."""
+
+
+class _SlmFailed(Exception):
+    """The SLM call failed for good: the problem the turn ends with, and its kind."""
+
+    def __init__(self, error: ActivityError, limit_seconds: float) -> None:
+        super().__init__(str(error))
+        self.error = error
+        cause = error.cause
+        self.problem: OrchestratorError
+        if error.retry_state == RetryState.TIMEOUT:  # out of time, retries included
+            self.problem, self.kind = TurnTimedOut(time_limit_detail(limit_seconds)), "turn_timeout"
+        elif isinstance(cause, ApplicationError) and cause.type == SLM_REJECTED:
+            self.problem = SlmRejected(f"{cause.message.rstrip('.')}. Shorten the message.")
+            self.kind = SLM_REJECTED
+        else:
+            self.problem, self.kind = DependencyUnavailable(SLM_FAILED), "slm_unavailable"
 
 
 class Turn:
@@ -73,6 +100,7 @@ class Turn:
         self._session = session
         self._started = workflow.now()
         self._lease: Lease | None = None
+        self._admitted_in_call = True
         self._slm_call: workflow.ActivityHandle[Completion] | None = None
         settings = state.settings
         self._stream = TurnStream.of(
@@ -86,37 +114,58 @@ class Turn:
             self._slm_call.cancel()
 
     async def run(self) -> TurnResult:
-        first_check, self._lease = await self._admit()
-        if self._stream is not None:
-            session_id = self._state.settings.session_id
-            self._stream.open(session_id, self._request.trace_id, first_check)
-        checks = [first_check]
-        usage, timings = Usage(), {"input_moderation": first_check.duration_seconds}
-        if first_check.decision == "refuse":
-            return await self._end("refused", first_check.message, checks, usage, timings)
+        first_check: Verdict | None = None  # with the SLM activity's result, unless first
+        self._admitted_in_call = workflow.patched(ADMITTED_IN_SLM_CALL)
+        if not self._admitted_in_call:
+            first_check, self._lease = await self._admit()
+            if first_check.decision == "refuse":
+                return await self._refused_at_input(first_check)
+        self._open_stream(first_check)
         try:
             completion = await self._complete()
         except TurnCancelled:
-            await self._cancelled(first_check)
+            await self._cancelled(first_check or await self._check_input())
             raise ApplicationError(
                 f"Turn {self.number} was cancelled.", type="turn_cancelled", non_retryable=True
             ) from None
+        except _SlmFailed as failed:
+            # The input check ran in the failed activity: asked again, it may refuse the turn.
+            first_check = first_check or await self._check_input()
+            if first_check.decision == "refuse":
+                return await self._refused_at_input(first_check)
+            raise await self._failed(failed, first_check) from failed.error
+        if completion.admitted is not None:
+            first_check, self._lease = completion.admitted.verdict, completion.admitted.lease
+            self._state.policy = first_check
+            if first_check.decision == "refuse":
+                return await self._refused_at_input(first_check)
+        assert first_check is not None
         usage = Usage(completion.prompt_tokens, completion.completion_tokens)
-        timings["slm"] = completion.duration_seconds
-        checks.append(await self._output_verdict(completion))
+        timings = {
+            "input_moderation": first_check.duration_seconds,
+            "slm": completion.duration_seconds,
+        }
+        checks = [first_check, await self._output_verdict(completion)]
         timings["output_moderation"] = checks[-1].duration_seconds
         if checks[-1].decision == "refuse":
             return await self._end("refused", checks[-1].message, checks, usage, timings)
         return await self._end("completed", completion.text, checks, usage, timings)
 
     async def _admit(self) -> tuple[Verdict, Lease | None]:
-        """The input check and, beside it in the same workflow task, the training lease."""
-        # Refused turns stay out: one refusal must not make the next innocent message look bad.
-        answered = [t.message for t in self._state.turns if t.status == "completed"]
-        check = self._moderate(self._request.message, "input", answered[-MODERATION_CONTEXT_TURNS:])
+        """Sessions from before admissions ran in the SLM activity: the input check and,
+        beside it in the same workflow task, the training lease, before the call."""
+        check = self._check_input()
         if not workflow.patched(TRAINING_LEASE_READ):
             return await check, None
         return await asyncio.gather(check, self._training_lease())
+
+    async def _check_input(self) -> Verdict:
+        return await self._moderate(self._request.message, "input", self._context_for_check())
+
+    def _context_for_check(self) -> list[str]:
+        # Refused turns stay out: one refusal must not make the next innocent message look bad.
+        answered = [t.message for t in self._state.turns if t.status == "completed"]
+        return answered[-MODERATION_CONTEXT_TURNS:]
 
     async def _training_lease(self) -> Lease | None:
         try:
@@ -130,12 +179,25 @@ class Turn:
             workflow.logger.warning("training lock unreadable; the turn is not marked")
             return None
 
+    def _open_stream(self, verdict: Verdict | None) -> None:
+        if self._stream is not None:
+            session_id = self._state.settings.session_id
+            self._stream.open(session_id, self._request.trace_id, verdict)
+
+    async def _refused_at_input(self, verdict: Verdict) -> TurnResult:
+        self._open_stream(verdict)  # the stream's opening, if still unwritten, has the verdict
+        timings = {"input_moderation": verdict.duration_seconds}
+        return await self._end("refused", verdict.message, [verdict], Usage(), timings)
+
     async def _complete(self) -> Completion:
-        policy = self._state.policy
-        assert policy is not None  # set by the input check
+        """The SLM activity, which admits the turn first (unless the workflow did)."""
         settings = self._state.settings
         if self.cancel_asked:
             raise TurnCancelled()
+        admission = None
+        if self._admitted_in_call:
+            check = ModerationRequest(self._request.message, "input", self._context_for_check())
+            admission = AdmissionRequest(check, settings.tenant)
         # The SLM call gets what is left of the turn's time, its retries included: a turn
         # stuck there (no SLM worker, a server that never answers) ends `failed` at the limit.
         limit = timedelta(seconds=settings.max_turn_seconds)
@@ -146,12 +208,9 @@ class Turn:
                     self._state.turns, self._request.message, settings.context_token_budget
                 ),
                 max_tokens=settings.max_reply_tokens,
-                headers={
-                    "X-Policy-Version": policy.policy_version,
-                    "X-Constitution-Hash": policy.constitution_hash,
-                },
                 stream=self._stream.target if self._stream else None,
                 opening=self._stream.opening if self._stream else [],
+                admission=admission,
             ),
             settings.slm_task_queue,
             time_left,
@@ -161,26 +220,22 @@ class Turn:
         except ActivityError as error:
             if isinstance(error.cause, CancelledError) and self.cancel_asked:
                 raise TurnCancelled() from None
-            failure: OrchestratorError
-            cause = error.cause
-            if error.retry_state == RetryState.TIMEOUT:  # out of time, retries included
-                failure = TurnTimedOut(time_limit_detail(limit.total_seconds()))
-                kind = "turn_timeout"
-            elif isinstance(cause, ApplicationError) and cause.type == SLM_REJECTED:
-                failure = SlmRejected(f"{cause.message.rstrip('.')}. Shorten the message.")
-                kind = SLM_REJECTED
-            else:
-                failure, kind = DependencyUnavailable(SLM_FAILED), "slm_unavailable"
-            record = self._ended("failed", "", policy, Usage())
-            record.problem = failure.problem(self._request.trace_id)
-            self._session.turn_ended(record)
-            if self._stream is not None:
-                await self._stream.end([StreamEvent("error", record.problem)])
-            raise ApplicationError(failure.detail, type=kind, non_retryable=True) from error
+            raise _SlmFailed(error, limit.total_seconds()) from None
+
+    async def _failed(self, failed: _SlmFailed, verdict: Verdict) -> ApplicationError:
+        """The record and stream of a turn whose SLM call failed; the error it ends with."""
+        record = self._ended("failed", "", verdict, Usage())
+        record.problem = failed.problem.problem(self._request.trace_id)
+        self._session.turn_ended(record)
+        self._open_stream(verdict)
+        if self._stream is not None:
+            await self._stream.end([StreamEvent("error", record.problem)])
+        return ApplicationError(failed.problem.detail, type=failed.kind, non_retryable=True)
 
     async def _cancelled(self, verdict: Verdict) -> None:
         record = self._ended("cancelled", "", verdict, Usage())
         self._session.turn_ended(record)
+        self._open_stream(verdict)
         if self._stream is not None:
             info = workflow.info()
             session_id = self._state.settings.session_id
