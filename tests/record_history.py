@@ -29,7 +29,8 @@ from tests.sse import events
 
 async def record(conversation_file: Path, training_file: Path) -> None:
     with tempfile.TemporaryDirectory(prefix="record-history-") as data_dir:
-        environment = {"ORCH_TRAINING_MIN_TTL_SECONDS": "2"}  # see it expire in seconds
+        # See the mode expire in seconds; plain payloads, so the replay test reads them.
+        environment = {"ORCH_TRAINING_MIN_TTL_SECONDS": "2", "ORCH_PAYLOAD_ENCRYPTION": "false"}
         stack = EmbeddedStack(Path(data_dir), DevPorts.free(), environment)
         await stack.start()
         try:
