@@ -252,7 +252,9 @@ def _messages(request: CompletionRequest) -> list[ChatCompletionMessageParam]:
 
 async def _heartbeat_until_done() -> None:
     # Heartbeats let Temporal notice a dead worker within the heartbeat timeout, not the
-    # whole start-to-close timeout, and deliver cancellation to a waiting call.
+    # whole start-to-close timeout, and deliver cancellation to a waiting call. The first
+    # waits a beat: a call shorter than that needs none, and the SDK sends a first
+    # heartbeat to the server at once, which would compete with the call's own start.
     while True:
-        activity.heartbeat()
         await asyncio.sleep(_HEARTBEAT_SECONDS)
+        activity.heartbeat()
