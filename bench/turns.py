@@ -60,6 +60,8 @@ class Sample:
     slm_seconds: float
     #: API turns: the workflow run and wall-clock times, to read the phases from history.
     trace: phases.TurnTrace | None = None
+    #: API turns: the input and output checks' time (Server-Timing), which the floor has not.
+    checks_seconds: float = 0.0
 
     @property
     def overhead(self) -> float:
@@ -91,8 +93,10 @@ class Paths:
             raise RuntimeError(f"the API turn ended {turn['status']}: {turn['verdict']}")
         stages = dict(part.split(";dur=") for part in response.headers["server-timing"].split(", "))
         slm_seconds = float(stages["slm"]) / 1000
+        checks = (float(stages["input_moderation"]) + float(stages["output_moderation"])) / 1000
         trace = phases.TurnTrace(turn["workflow_id"], turn["run_id"], sent, received, slm_seconds)
-        return Sample(elapsed, int(turn["usage"]["completion_tokens"]), slm_seconds, trace)
+        tokens = int(turn["usage"]["completion_tokens"])
+        return Sample(elapsed, tokens, slm_seconds, trace, checks)
 
     async def direct(self) -> Sample:
         started = time.perf_counter()
@@ -108,10 +112,42 @@ class Paths:
         return Sample(elapsed, reply.completion_tokens, reply.slm_seconds, trace)
 
 
-async def where_it_goes(temporal: Client, taken: list[Sample]) -> dict[str, dict[str, float]]:
-    """Per phase of the API turns or the floor's requests (`bench.phases`), its spread in ms."""
-    measured = [await phases.phases(temporal, s.trace) for s in taken if s.trace is not None]
+#: The phases an HTTP front adds to: before the first workflow task, after the last.
+FRONT = ("to_first_task", "reply")
+
+
+async def where_it_goes(temporal: Client, taken: list[Sample]) -> list[dict[str, float]]:
+    """The phases (`bench.phases`) of each API turn or floor request, in ms."""
+    return [await phases.phases(temporal, s.trace) for s in taken if s.trace is not None]
+
+
+def by_phase(measured: list[dict[str, float]]) -> dict[str, dict[str, float]]:
     return {name: spread([m[name] for m in measured], scale=1.0) for name in phases.PHASES}
+
+
+def extra_by_part(
+    api: list[Sample], turns: list[dict[str, float]], floor: list[dict[str, float]]
+) -> dict[str, float]:
+    """The turn's overhead above the floor's at p50, split three ways: the HTTP front (the
+    phases before the first workflow task and after the last), the input and output checks
+    (the turn's own Server-Timing), and the rest, Temporal's path run by the product."""
+
+    def p50(values: list[float]) -> float:
+        return spread(values, scale=1.0)["p50"]
+
+    def front(m: dict[str, float]) -> float:
+        return sum(m[name] for name in FRONT)
+
+    def path(m: dict[str, float]) -> float:
+        return sum(m[name] for name in phases.PHASES if name not in FRONT)
+
+    checks = [s.checks_seconds * 1000 for s in api]
+    return {
+        "front": p50([front(m) for m in turns]) - p50([front(m) for m in floor]),
+        "checks": p50(checks),
+        "temporal_path": p50([path(m) - c for m, c in zip(turns, checks, strict=True)]),
+        "floor_temporal_path": p50([path(m) for m in floor]),
+    }
 
 
 async def sequential(paths: Paths, rounds: int) -> dict[str, Any]:
@@ -120,6 +156,8 @@ async def sequential(paths: Paths, rounds: int) -> dict[str, Any]:
     samples = await rotated(calls, rounds)
     api, direct = samples["api"], samples["direct"]
     matched = list(zip(api, direct, strict=True))
+    turns = await where_it_goes(paths.temporal, api)
+    floors = await where_it_goes(paths.temporal, samples["floor"])
     latency = {name: spread([s.seconds for s in taken]) for name, taken in samples.items()}
     return {
         "requests_per_path": rounds,
@@ -132,8 +170,9 @@ async def sequential(paths: Paths, rounds: int) -> dict[str, Any]:
         "overhead_ms": spread([s.overhead for s in api]),
         "floor_overhead_ms": spread([s.overhead for s in samples["floor"]]),
         "pairwise_overhead_ms": spread([a.seconds - d.seconds for a, d in matched]),
-        "phases_ms": await where_it_goes(paths.temporal, api),
-        "floor_phases_ms": await where_it_goes(paths.temporal, samples["floor"]),
+        "phases_ms": by_phase(turns),
+        "floor_phases_ms": by_phase(floors),
+        "extra_by_part_ms": extra_by_part(api, turns, floors),
     }
 
 

@@ -37,6 +37,13 @@ def report(results: dict[str, Any]) -> None:
             for name in phases.PHASES
         )
         print(f"{length:>10}{values}")
+    print("\nthe turn's overhead above the floor's, p50 ms: the HTTP front, the input and output")
+    print("checks, and Temporal's path as the product runs it (without the checks) / the floor's")
+    print(f"{'max_tokens':>10}{'front':>8}{'checks':>8}{'temporal path':>16}")
+    for length, at in lengths.items():
+        part = at["extra_by_part_ms"]
+        path = f"{part['temporal_path']:.1f}/{part['floor_temporal_path']:.1f}"
+        print(f"{length:>10}{part['front']:>8.1f}{part['checks']:>8.1f}{path:>16}")
     rates = results["throughput"]
     print(
         f"\nthroughput at concurrency {rates['concurrency']}, max_tokens {rates['max_tokens']}:",
