@@ -152,10 +152,9 @@ async def test_spans_of_both_processes_reach_an_otlp_endpoint(
             ("orchestrator-api", "POST /v1/conversation/step"),  # named by route template
             ("orchestrator-api", "StartUpdateWithStartWorkflow:ConversationWorkflow"),
             ("orchestrator-worker", "RunWorkflow:ConversationWorkflow"),
-            ("orchestrator-worker", "RunActivity:moderation.check"),
             ("orchestrator-worker", "RunActivity:slm.complete"),
             ("orchestrator-worker", f"chat {stack.settings.slm_model}"),  # the SLM call
-            ("orchestrator-worker", "GET"),  # Redis: the training lease
+            ("orchestrator-worker", "GET"),  # Redis: the training lease, in the SLM activity
             ("orchestrator-worker", "conversation.events send"),  # the Kafka producer
         }
         names: set[tuple[str, str]] = set()

@@ -94,8 +94,9 @@ class TurnStream:
     `verdict` and writes both once its input check allowed the turn, before its first token;
     `end` hands the opening (with the verdict, known by then) over again, and it is written
     only into an empty stream: so a turn that ends before any SLM call wrote (refused at
-    input, cancelled, failed) still opens its stream, and no stream is opened twice. The id of the turn's last
-    event is kept with its record, so the resume route can replay it once the stream expired.
+    input, cancelled, failed) still opens its stream, and no stream is opened twice. The id
+    of the turn's last event is kept with its record, so the resume route can replay it
+    once the stream expired.
     """
 
     def __init__(self, target: StreamTarget, turns: list[TurnRecord]) -> None:

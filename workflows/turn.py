@@ -12,7 +12,7 @@ A turn reads as its steps, in order:
    turn the stream's last events.
 
 Sessions from before admissions ran in the SLM activity (`ADMITTED_IN_SLM_CALL`) still check
-the input and read the lease first, as local activities (`_admit`). An SLM activity that
+the input and read the lease first, as local activities (workflows/admitted_first.py). An SLM activity that
 fails for good or is cancelled leaves the input verdict unknown: the input is then checked
 on its own, and a refusal still ends the turn `refused`.
 
@@ -22,12 +22,10 @@ which adds the input verdict, and ends it. Workflow code: run only inside a work
 
 from __future__ import annotations
 
-import asyncio
 from datetime import timedelta
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, CancelledError, RetryState
-from temporalio.exceptions import TimeoutError as TemporalTimeoutError
 
 with workflow.unsafe.imports_passed_through():
     from activities.admission import AdmissionRequest
@@ -36,7 +34,7 @@ with workflow.unsafe.imports_passed_through():
     from activities.training_lock import Lease
     from activities.turn_stream import StreamEvent
     from core.errors import DependencyUnavailable, OrchestratorError, SlmRejected, TurnTimedOut
-    from workflows import calls, lease_calls
+    from workflows import admitted_first, calls
     from workflows.context import recent_context
     from workflows.session_record import SessionRecord
     from workflows.stream_events import (
@@ -54,11 +52,6 @@ with workflow.unsafe.imports_passed_through():
 ADMITTED_IN_SLM_CALL = "admitted-in-slm-call"
 #: workflow.patched id: the SLM activity returns the output verdict with the reply.
 OUTPUT_CHECKED_BY_SLM = "output-checked-by-slm"
-#: workflow.patched id: each turn reads the tenant's training lease beside the input check.
-TRAINING_LEASE_READ = "training-lease-read"
-#: A local activity's failure reaches workflow code as the failure itself, not wrapped in
-#: an ActivityError: turns from before this patch let an unreadable lease fail the turn.
-LEASE_READ_FAILURE_TOLERATED = "lease-read-failure-tolerated"
 #: The input check is sent this many of the session's latest answered user turns; the
 #: policy's `context_turns` says how many of them it reads.
 MODERATION_CONTEXT_TURNS = 10
@@ -114,10 +107,13 @@ class Turn:
             self._slm_call.cancel()
 
     async def run(self) -> TurnResult:
-        first_check: Verdict | None = None  # with the SLM activity's result, unless first
+        # The input check's verdict comes with the SLM activity's result (older sessions
+        # check first).
+        first_check: Verdict | None = None
         self._admitted_in_call = workflow.patched(ADMITTED_IN_SLM_CALL)
         if not self._admitted_in_call:
-            first_check, self._lease = await self._admit()
+            tenant = self._state.settings.tenant
+            first_check, self._lease = await admitted_first.admit(self._check_input(), tenant)
             if first_check.decision == "refuse":
                 return await self._refused_at_input(first_check)
         self._open_stream(first_check)
@@ -137,9 +133,10 @@ class Turn:
         if completion.admitted is not None:
             first_check, self._lease = completion.admitted.verdict, completion.admitted.lease
             self._state.policy = first_check
-            if first_check.decision == "refuse":
-                return await self._refused_at_input(first_check)
-        assert first_check is not None
+        # An SLM worker from before admissions (a rolling upgrade) ignores the request's.
+        first_check = first_check or await self._check_input()
+        if first_check.decision == "refuse":
+            return await self._refused_at_input(first_check)
         usage = Usage(completion.prompt_tokens, completion.completion_tokens)
         timings = {
             "input_moderation": first_check.duration_seconds,
@@ -151,14 +148,6 @@ class Turn:
             return await self._end("refused", checks[-1].message, checks, usage, timings)
         return await self._end("completed", completion.text, checks, usage, timings)
 
-    async def _admit(self) -> tuple[Verdict, Lease | None]:
-        """Sessions from before admissions ran in the SLM activity: the input check and,
-        beside it in the same workflow task, the training lease, before the call."""
-        check = self._check_input()
-        if not workflow.patched(TRAINING_LEASE_READ):
-            return await check, None
-        return await asyncio.gather(check, self._training_lease())
-
     async def _check_input(self) -> Verdict:
         return await self._moderate(self._request.message, "input", self._context_for_check())
 
@@ -166,18 +155,6 @@ class Turn:
         # Refused turns stay out: one refusal must not make the next innocent message look bad.
         answered = [t.message for t in self._state.turns if t.status == "completed"]
         return answered[-MODERATION_CONTEXT_TURNS:]
-
-    async def _training_lease(self) -> Lease | None:
-        try:
-            return (await lease_calls.read(self._state.settings.tenant)).lease
-        except (ActivityError, ApplicationError, TemporalTimeoutError) as error:
-            if not isinstance(error, ActivityError) and not workflow.patched(
-                LEASE_READ_FAILURE_TOLERATED
-            ):
-                raise
-            # Unknown counts as off: a turn is only ever marked under a lease that was seen.
-            workflow.logger.warning("training lock unreadable; the turn is not marked")
-            return None
 
     def _open_stream(self, verdict: Verdict | None) -> None:
         if self._stream is not None:
