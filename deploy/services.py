@@ -116,6 +116,9 @@ def temporal_argv(settings: Settings, ports: DevPorts) -> list[str]:
         "journal_mode=wal",
         "--log-level",
         "warn",
+        # A worker whose two task queues are one gets its SLM activity dispatched eagerly.
+        "--dynamic-config-value",
+        "system.enableActivityEagerExecution=true",
     ]
     if settings.temporal_namespace != "default":
         argv += ["--namespace", settings.temporal_namespace]

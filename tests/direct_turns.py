@@ -19,9 +19,12 @@ async def step_directly(
     settings: Settings,
     session: str,
     request: TurnRequest,
+    *,
+    workflow_queue: str | None = None,
     **conversation: Any,
 ) -> TurnResult:
-    """One turn of tenant `acme`'s `session`, starting it with `conversation` settings."""
+    """One turn of tenant `acme`'s `session`, starting it with `conversation` settings (on
+    `workflow_queue`, by default the stack's)."""
     chosen: dict[str, Any] = {
         "slm_task_queue": settings.slm_task_queue,
         "events_topic": settings.conversation_events_topic,
@@ -34,7 +37,7 @@ async def step_directly(
         ConversationWorkflow.run,
         state,
         id=f"conversation:acme:{session}",
-        task_queue=settings.task_queue,
+        task_queue=workflow_queue or settings.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
     )
     result: TurnResult = await temporal.execute_update_with_start_workflow(

@@ -74,49 +74,49 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
         loop.add_signal_handler(sig, stop.set)
 
     async with AsyncExitStack() as resources:
-        workers = []
         redis = open_redis(settings)
         resources.push_async_callback(redis.aclose)
         streams = TurnStreams(redis)
         moderator = Moderator(engine)
         resources.push_async_callback(moderator.close)
         lock = TrainingLock(redis, runtime.metric_meter)
+        # What each queue serves; one Temporal worker per distinct queue, so the two may be
+        # one queue (`ORCH_SLM_TASK_QUEUE` = `ORCH_TASK_QUEUE`): the SLM activity then runs
+        # in the worker of its workflow, dispatched eagerly where the server allows it.
+        served: dict[str, dict[str, Any]] = {}
         if queue in (None, settings.task_queue):
             publishing = asyncio.create_task(policy_registry.publish_until_done(redis, policy))
             resources.callback(publishing.cancel)
             publisher = EventPublisher(settings, runtime.metric_meter)
             resources.push_async_callback(publisher.close)
             moderation = ModerationActivities(moderator)
-            workers.append(
-                _worker(
-                    client,
-                    settings.task_queue,
-                    workflows=[ConversationWorkflow, TrainingModeWorkflow],
-                    max_cached_workflows=settings.worker_max_cached_workflows,
-                    activities=[
-                        publisher.publish,
-                        moderation.check,
-                        lock.acquire,
-                        lock.renew,
-                        lock.release,
-                        lock.read,
-                        streams.append_activity,
-                    ],
-                )
+            _serve(
+                served,
+                settings.task_queue,
+                workflows=[ConversationWorkflow, TrainingModeWorkflow],
+                max_cached_workflows=settings.worker_max_cached_workflows,
+                activities=[
+                    publisher.publish,
+                    moderation.check,
+                    lock.acquire,
+                    lock.renew,
+                    lock.release,
+                    lock.read,
+                    streams.append_activity,
+                ],
             )
         if queue in (None, settings.slm_task_queue):
             slm = SlmActivities(settings, moderator, streams, Admission(moderator, lock))
             resources.push_async_callback(slm.close)
-            workers.append(
-                _worker(
-                    client,
-                    settings.slm_task_queue,
-                    activities=[slm.complete],
-                    # Heartbeats, which carry a turn's cancellation to its SLM call, reach
-                    # the server at least every half second (the SDK's default is 8 s here).
-                    max_heartbeat_throttle_interval=timedelta(milliseconds=500),
-                )
+            _serve(
+                served,
+                settings.slm_task_queue,
+                activities=[slm.complete],
+                # Heartbeats, which carry a turn's cancellation to its SLM call, reach the
+                # server at least every half second (the SDK's default is 8 s here).
+                max_heartbeat_throttle_interval=timedelta(milliseconds=500),
             )
+        workers = [_worker(client, name, **options) for name, options in served.items()]
         if sdk_metrics is not None:
             endpoint = serving(settings, client, redis, workers, sdk_metrics)
             await resources.enter_async_context(endpoint)
@@ -126,6 +126,14 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
         await stop.wait()
         log.info("stopping: finishing running tasks (up to %ss)", _GRACEFUL_SHUTDOWN.seconds)
     log.info("worker stopped")
+
+
+def _serve(served: dict[str, dict[str, Any]], task_queue: str, **options: Any) -> None:
+    """Add `options` (workflows and activities are joined) to what `task_queue` serves."""
+    queue = served.setdefault(task_queue, {"workflows": [], "activities": []})
+    queue["workflows"] += options.pop("workflows", [])
+    queue["activities"] += options.pop("activities", [])
+    queue.update(options)
 
 
 def _worker(client: Client, task_queue: str, **options: Any) -> Worker:
