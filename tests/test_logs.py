@@ -38,12 +38,17 @@ async def test_both_processes_log_a_turn_joined_to_its_trace_without_its_text(
     trace_id, reply = response.headers["x-trace-id"], response.json()["reply"]
     logs = stack.data_dir / "logs"
     worker_lines: list[dict[str, Any]] = []
-    for _ in range(50):  # the worker writes its line as the turn ends, maybe a moment later
+    api_lines: list[dict[str, Any]] = []
+    # Each process writes its line as its part ends: the API's once the response is sent,
+    # the worker's as the turn ends, either a moment after the client has the reply.
+    for _ in range(50):
         worker_lines = [r for r in _lines(logs / "worker.log") if r.get("trace_id") == trace_id]
-        if any(r["message"] == "turn 1 completed" for r in worker_lines):
+        api_lines = [r for r in _lines(logs / "api.log") if r.get("trace_id") == trace_id]
+        if any(r["message"] == "turn 1 completed" for r in worker_lines) and any(
+            r["message"].startswith("POST /v1/conversation/step") for r in api_lines
+        ):
             break
         await asyncio.sleep(0.1)
-    api_lines = [r for r in _lines(logs / "api.log") if r.get("trace_id") == trace_id]
 
     request_line = next(r for r in api_lines if r["message"].startswith("POST /v1/conversation/step"))  # fmt: skip
     assert request_line["service"] == "orchestrator-api"

@@ -8,7 +8,7 @@ import time
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Header, Path, Query, Request, Response, status
 from temporalio.client import WithStartWorkflowOperation
 from temporalio.common import (
     SearchAttributePair,
@@ -153,7 +153,6 @@ async def step(
     request: Request,
     response: Response,
     limits: LimitsDep,
-    after_response: BackgroundTasks,
     idempotency_key: IdempotencyKey = None,
 ) -> StepResponse:
     session_id, turn = turn_request(body, principal, idempotency_key, policy)
@@ -166,11 +165,8 @@ async def step(
                 turn,
                 start_workflow_operation=start_operation(settings, principal, session_id),
             )
-    except BaseException:
+    finally:
         await release()
-        raise
-    # The turn has ended: its slot is given back once the reply is on its way, not before.
-    after_response.add_task(release)
     _observe(result, started)
     request.state.decision = "refused" if result.status == "refused" else "allowed"
     response.headers["X-Policy-Verdict"] = result.verdict.decision
