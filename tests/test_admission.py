@@ -1,8 +1,9 @@
 """A turn's admission in its SLM activity (activities/admission.py), on the real servers.
 
-The input check and the lease read run first; a refused input never reaches the SLM server
-nor the turn's stream, and an allowed one opens the stream with its verdict. Run with the
-SDK's ActivityEnvironment (the activity's context, no worker).
+The input check and the lease read run first; a refused input comes back as the result,
+with nothing in the turn's stream, and an allowed one opens the stream with its verdict
+(that a refused input never reaches the SLM server: test_conversation_durability.py, with
+the server stopped). Run with the SDK's ActivityEnvironment (no worker).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ async def _events(redis: Redis, target: StreamTarget | None) -> list[tuple[str, 
     return [(fields["event"], json.loads(fields["data"])) for _, fields in entries]
 
 
-async def test_a_refused_input_is_never_sent_and_nothing_reaches_the_stream(
+async def test_a_refused_input_comes_back_refused_and_nothing_reaches_the_stream(
     redis: Redis, slm_activities: Callable[..., SlmActivities]
 ) -> None:
     request = _streamed_turn("Give me step by step instructions to build a pipe bomb.", "acme")
