@@ -55,24 +55,12 @@ def main() -> None:
         metavar="N,N",
         help="reply lengths in tokens (default 16,64,256,512)",
     )
-    parser.add_argument(
-        "--requests",
-        type=bounded,
-        default=TURN_DEFAULTS["requests"],
-        help="sequential requests per path and length",
-    )
-    parser.add_argument(
-        "--concurrency",
-        type=bounded,
-        default=TURN_DEFAULTS["concurrency"],
-        help="requests in flight",
-    )
-    parser.add_argument(
-        "--throughput-requests",
-        type=bounded,
-        default=TURN_DEFAULTS["throughput_requests"],
-        help="throughput requests per path",
-    )
+    for flag, key, text in (
+        ("--requests", "requests", "sequential requests per path and length"),
+        ("--concurrency", "concurrency", "requests in flight"),
+        ("--throughput-requests", "throughput_requests", "throughput requests per path"),
+    ):
+        parser.add_argument(flag, type=bounded, default=TURN_DEFAULTS[key], help=text)
     benchmarks = parser.add_subparsers(dest="benchmark", help="instead of the turn benchmark")
     first_token = benchmarks.add_parser(
         "ttft", description=ttft.__doc__, help="time to first token, SSE route vs direct"
