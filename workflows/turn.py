@@ -30,12 +30,13 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 with workflow.unsafe.imports_passed_through():
     from activities.admission import AdmissionRequest
     from activities.moderation import ModerationRequest, Verdict
-    from activities.slm import SLM_REJECTED, Completion, CompletionRequest
+    from activities.slm import DEFAULT_TEMPERATURE, SLM_REJECTED, Completion, CompletionRequest
     from activities.training_lock import Lease
     from activities.turn_stream import StreamEvent
     from core.errors import DependencyUnavailable, OrchestratorError, SlmRejected, TurnTimedOut
     from workflows import admitted_first, calls
     from workflows.context import recent_context
+    from workflows.history import seed_checks, takes_seed
     from workflows.session_record import SessionRecord
     from workflows.stream_events import (
         SLM_FAILED,
@@ -45,7 +46,14 @@ with workflow.unsafe.imports_passed_through():
         time_limit_detail,
     )
     from workflows.timestamps import iso
-    from workflows.turns import ConversationState, TurnRecord, TurnRequest, TurnResult, Usage
+    from workflows.turns import (
+        ConversationState,
+        Sampling,
+        TurnRecord,
+        TurnRequest,
+        TurnResult,
+        Usage,
+    )
 
 #: workflow.patched id: the input check and the lease read run in the SLM activity, before
 #: its call, instead of as local activities in the workflow task before it.
@@ -95,6 +103,8 @@ class Turn:
         self._lease: Lease | None = None
         self._admitted_in_call = True
         self._slm_call: workflow.ActivityHandle[Completion] | None = None
+        #: The earlier messages this turn seeds its session with, kept once admitted.
+        self._seed = request.seed if takes_seed(state) else []
         settings = state.settings
         self._stream = TurnStream.of(
             request, number, settings.stream_retention_seconds, state.turns
@@ -133,6 +143,9 @@ class Turn:
         if completion.admitted is not None:
             first_check, self._lease = completion.admitted.verdict, completion.admitted.lease
             self._state.policy = first_check
+            if self._seed and not completion.admitted.seed_refused:
+                self._state.seed = self._seed
+                self._state.seed_dropped = len(self._request.history) - len(self._seed)
         # An SLM worker from before admissions (a rolling upgrade) ignores the request's.
         first_check = first_check or await self._check_input()
         if first_check.decision == "refuse":
@@ -146,7 +159,8 @@ class Turn:
         timings["output_moderation"] = checks[-1].duration_seconds
         if checks[-1].decision == "refuse":
             return await self._end("refused", checks[-1].message, checks, usage, timings)
-        return await self._end("completed", completion.text, checks, usage, timings)
+        reason = completion.finish_reason
+        return await self._end("completed", completion.text, checks, usage, timings, reason)
 
     async def _check_input(self) -> Verdict:
         return await self._moderate(self._request.message, "input", self._context_for_check())
@@ -174,7 +188,8 @@ class Turn:
         admission = None
         if self._admitted_in_call:
             check = ModerationRequest(self._request.message, "input", self._context_for_check())
-            admission = AdmissionRequest(check, settings.tenant)
+            admission = AdmissionRequest(check, settings.tenant, seed_checks(self._seed))
+        sampling = self._request.sampling or Sampling()
         # The SLM call gets what is left of the turn's time, its retries included: a turn
         # stuck there (no SLM worker, a server that never answers) ends `failed` at the limit.
         limit = timedelta(seconds=settings.max_turn_seconds)
@@ -182,9 +197,17 @@ class Turn:
         self._slm_call = calls.start_completion(
             CompletionRequest(
                 messages=recent_context(
-                    self._state.turns, self._request.message, settings.context_token_budget
+                    self._state.turns,
+                    self._request.message,
+                    settings.context_token_budget,
+                    self._seed or self._state.seed,
                 ),
-                max_tokens=settings.max_reply_tokens,
+                max_tokens=sampling.max_tokens or settings.max_reply_tokens,
+                temperature=DEFAULT_TEMPERATURE
+                if sampling.temperature is None
+                else sampling.temperature,
+                top_p=sampling.top_p,
+                stop=sampling.stop,
                 stream=self._stream.target if self._stream else None,
                 opening=self._stream.opening if self._stream else [],
                 admission=admission,
@@ -239,6 +262,7 @@ class Turn:
         checks: list[Verdict],
         usage: Usage,
         timings: dict[str, float],
+        finish_reason: str = "",
     ) -> TurnResult:
         verdict = checks[-1]
         self._session.turn_ended(self._ended(status, reply, verdict, usage))
@@ -256,6 +280,7 @@ class Turn:
             run_id=info.run_id,
             checks=checks,
             timings=timings,
+            finish_reason=finish_reason,
         )
         if self._stream is not None:
             await self._stream.end(closing(result))
