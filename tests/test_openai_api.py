@@ -256,7 +256,7 @@ async def test_earlier_messages_that_are_not_the_session_s_are_a_conflict(
         model=settings.slm_model, messages=[{"role": "user", "content": "Hi."}], max_tokens=FEW
     )
     reply = first.choices[0].message.content
-    other = [
+    other: list[Any] = [
         {"role": "user", "content": "Hello."},  # not what the session was told
         {"role": "assistant", "content": reply},
         {"role": "user", "content": "And then?"},
@@ -266,7 +266,7 @@ async def test_earlier_messages_that_are_not_the_session_s_are_a_conflict(
     assert refused.value.code == "history_mismatch"
     assert refused.value.response.headers["X-Should-Retry"] == "false"
     # More than the session holds: an exchange before its first.
-    same = [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": reply}]
+    same: list[Any] = [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": reply}]
     with pytest.raises(openai.ConflictError):
         await chat.chat.completions.create(
             model=settings.slm_model,
@@ -283,7 +283,7 @@ async def test_earlier_messages_that_are_not_the_session_s_are_a_conflict(
         messages=[*same, {"role": "user", "content": "Bye."}],
         max_tokens=FEW,
     )
-    latest = {"role": "assistant", "content": answer.choices[0].message.content}
+    latest: Any = {"role": "assistant", "content": answer.choices[0].message.content}
     trimmed = await chat.chat.completions.create(
         model=settings.slm_model,
         messages=[latest, {"role": "user", "content": "Bye!"}],
@@ -325,7 +325,7 @@ async def test_earlier_messages_seed_a_new_session_redacted_and_moderated(
     token: Callable[..., str],
     settings: Settings,
 ) -> None:
-    earlier = [
+    earlier: list[Any] = [
         {"role": "system", "content": "Be brief."},
         {
             "role": "user",
@@ -334,7 +334,7 @@ async def test_earlier_messages_seed_a_new_session_redacted_and_moderated(
         },
         {"role": "assistant", "content": "Nice to meet you, Zorblax. Llamas are lovely."},
     ]
-    ask = {"role": "user", "content": "What is my name?"}
+    ask: Any = {"role": "user", "content": "What is my name?"}
     seeded, plain = _session(), _session()
     with_seed = await client(seeded).chat.completions.create(
         model=settings.slm_model, messages=[*earlier, ask], max_tokens=FEW
@@ -351,7 +351,7 @@ async def test_earlier_messages_seed_a_new_session_redacted_and_moderated(
     assert "canary" not in str(transcript)
     assert [t["message"] for t in transcript["turns"]] == ["What is my name?"]
     # The next call sends the whole conversation again: the seed is the session's.
-    reply = {"role": "assistant", "content": with_seed.choices[0].message.content}
+    reply: Any = {"role": "assistant", "content": with_seed.choices[0].message.content}
     again = await client(seeded).chat.completions.create(
         model=settings.slm_model,
         messages=[*earlier, ask, reply, {"role": "user", "content": "Thanks."}],

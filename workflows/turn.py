@@ -4,8 +4,9 @@ A turn reads as its steps, in order:
 
 1. `_complete`: the SLM activity on its own task queue, within what is left of the turn's
    time. It admits the turn first (activities/admission.py): the input check (the message
-   with the session's recent answered turns) beside the tenant's training lease; only an
-   allowed input reaches the SLM server. It checks its own reply (the output check) where
+   with the session's recent answered turns, and each message of a seed the turn brings,
+   workflows/history.py) beside the tenant's training lease; only an allowed input reaches
+   the SLM server. It checks its own reply (the output check) where
    it is produced.
 2. `_end`: the turn's record, handed to the session (workflows/session_record.py, which
    keeps it, shows it in search attributes and tells it in an event), and for a streamed
@@ -30,7 +31,7 @@ from temporalio.exceptions import ActivityError, ApplicationError, CancelledErro
 with workflow.unsafe.imports_passed_through():
     from activities.admission import AdmissionRequest
     from activities.moderation import ModerationRequest, Verdict
-    from activities.slm import DEFAULT_TEMPERATURE, SLM_REJECTED, Completion, CompletionRequest
+    from activities.slm import SLM_REJECTED, Completion, CompletionRequest
     from activities.training_lock import Lease
     from activities.turn_stream import StreamEvent
     from core.errors import DependencyUnavailable, OrchestratorError, SlmRejected, TurnTimedOut
@@ -189,7 +190,6 @@ class Turn:
         if self._admitted_in_call:
             check = ModerationRequest(self._request.message, "input", self._context_for_check())
             admission = AdmissionRequest(check, settings.tenant, seed_checks(self._seed))
-        sampling = self._request.sampling or Sampling()
         # The SLM call gets what is left of the turn's time, its retries included: a turn
         # stuck there (no SLM worker, a server that never answers) ends `failed` at the limit.
         limit = timedelta(seconds=settings.max_turn_seconds)
@@ -202,12 +202,7 @@ class Turn:
                     settings.context_token_budget,
                     self._seed or self._state.seed,
                 ),
-                max_tokens=sampling.max_tokens or settings.max_reply_tokens,
-                temperature=DEFAULT_TEMPERATURE
-                if sampling.temperature is None
-                else sampling.temperature,
-                top_p=sampling.top_p,
-                stop=sampling.stop,
+                **(self._request.sampling or Sampling()).for_call(settings.max_reply_tokens),
                 stream=self._stream.target if self._stream else None,
                 opening=self._stream.opening if self._stream else [],
                 admission=admission,

@@ -14,7 +14,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.events import PublishRequest
     from activities.moderation import Verdict
-    from activities.slm import ChatMessage
+    from activities.slm import DEFAULT_TEMPERATURE, ChatMessage
 
 
 @dataclass
@@ -31,6 +31,16 @@ class Sampling:
     temperature: float | None = None
     top_p: float | None = None
     stop: list[str] = field(default_factory=list)
+
+    def for_call(self, max_reply_tokens: int) -> dict[str, Any]:
+        """The SLM request's sampling: the client's, else the session's and the defaults."""
+        temperature = DEFAULT_TEMPERATURE if self.temperature is None else self.temperature
+        return {
+            "max_tokens": self.max_tokens or max_reply_tokens,
+            "temperature": temperature,
+            "top_p": self.top_p,
+            "stop": self.stop,
+        }
 
 
 @dataclass
