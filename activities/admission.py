@@ -1,7 +1,10 @@
 """A turn's admission, in its SLM activity before the call: the input check and the lease.
 
 The input check (the message with the session's recent user turns, through every layer of
-the policy) and the read of the tenant's training lease run side by side. The SLM server is
+the policy) and the read of the tenant's training lease run side by side; so do the checks
+of the earlier messages a new session is seeded with (the OpenAI-compatible route), each
+as if it had been said in the session: a user's at the input stage, an assistant's at the
+output stage. A refused seed message refuses the turn, as part of its input. The SLM server is
 called only when the check allows the input; a refused input comes back as the activity's
 result, so the turn costs no workflow task and no local activity of its own before the
 call (README, Performance).
@@ -10,8 +13,9 @@ call (README, Performance).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from activities.moderation import ModerationRequest, Moderator, Verdict
 from activities.training_lock import Lease, ReadRequest, TrainingLock
@@ -25,6 +29,8 @@ LEASE_READ_SECONDS = 2.0
 class AdmissionRequest:
     check: ModerationRequest
     tenant: str
+    #: The checks of the earlier messages the turn seeds its session with, oldest first.
+    seed: list[ModerationRequest] = field(default_factory=list)
 
 
 @dataclass
@@ -33,6 +39,8 @@ class Admitted:
     #: The tenant's live training lease when the turn was admitted. None when off, and when
     #: Redis could not be read: a turn is only ever marked under a lease that was seen.
     lease: Lease | None = None
+    #: A seed message was refused (`verdict` is its refusal): the seed is not kept.
+    seed_refused: bool = False
 
     @property
     def refused(self) -> bool:
@@ -45,12 +53,19 @@ class Admission:
         self._lock = lock
 
     async def admit(self, request: AdmissionRequest) -> Admitted:
-        check = request.check
-        verdict, lease = await asyncio.gather(
-            self._moderator.check(check.text, check.stage, check.context),
-            self._lease(request.tenant),
-        )
-        return Admitted(verdict, lease)
+        lease_read = asyncio.ensure_future(self._lease(request.tenant))
+        checks = [*request.seed, request.check]
+        try:
+            verdicts = await asyncio.gather(
+                *(self._moderator.check(c.text, c.stage, c.context) for c in checks)
+            )
+        finally:
+            lease = await lease_read  # bounded by LEASE_READ_SECONDS; it never raises
+        refused = next((v for v in verdicts[:-1] if v.decision == "refuse"), None)
+        if refused is not None:  # the seed is part of the turn's input
+            verdict = dataclasses.replace(refused, stage="input", checked_stage="input")
+            return Admitted(verdict, lease, seed_refused=True)
+        return Admitted(verdicts[-1], lease)
 
     async def _lease(self, tenant: str) -> Lease | None:
         try:

@@ -24,7 +24,7 @@ import time
 from dataclasses import dataclass, field
 from typing import cast
 
-from openai import AsyncOpenAI, BadRequestError
+from openai import AsyncOpenAI, BadRequestError, omit
 from openai.types.chat import ChatCompletionMessageParam
 from opentelemetry import trace
 from opentelemetry.propagate import inject
@@ -45,6 +45,8 @@ _tracer = trace.get_tracer("orchestrator.slm")
 #: Often enough that a cancellation reaches the call within a second (the SLM worker sends
 #: heartbeats on at most every half second; see worker/main.py).
 _HEARTBEAT_SECONDS = 0.25
+#: The sampling temperature of a turn whose client asked for none.
+DEFAULT_TEMPERATURE = 0.7
 
 
 @dataclass
@@ -57,7 +59,10 @@ class ChatMessage:
 class CompletionRequest:
     messages: list[ChatMessage]
     max_tokens: int = 256
-    temperature: float = 0.7
+    temperature: float = DEFAULT_TEMPERATURE
+    #: A client's own (the OpenAI-compatible route); None and empty: the server's defaults.
+    top_p: float | None = None
+    stop: list[str] = field(default_factory=list)
     #: Sent as HTTP headers. X-Policy-Version and X-Constitution-Hash are the checking
     #: policy's, added here (turns from before admissions ran here sent them).
     headers: dict[str, str] = field(default_factory=dict)
@@ -174,6 +179,8 @@ class SlmActivities:
             messages=_messages(request),
             max_tokens=request.max_tokens,
             temperature=request.temperature,
+            top_p=omit if request.top_p is None else request.top_p,
+            stop=request.stop or omit,
             extra_headers=headers,
         )
         choice, usage = response.choices[0], response.usage
@@ -203,6 +210,8 @@ class SlmActivities:
             messages=_messages(request),
             max_tokens=request.max_tokens,
             temperature=request.temperature,
+            top_p=omit if request.top_p is None else request.top_p,
+            stop=request.stop or omit,
             extra_headers=headers,
             stream=True,
             stream_options={"include_usage": True},

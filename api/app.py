@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -16,7 +17,7 @@ from api.middleware import BodyLimitMiddleware, RequestMiddleware
 from api.openapi import openapi_document
 from api.policy import PolicyMiddleware
 from api.problems import install_handlers
-from api.routers import codec, conversations, identity, probes, streams, training
+from api.routers import codec, conversations, identity, openai_chat, probes, streams, training
 from core.clients import Clients
 from core.connections import data_converter
 from core.policy import load_policy
@@ -49,6 +50,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     app.openapi = lambda: openapi_document(app)  # type: ignore[method-assign]
     app.state.settings = settings
+    app.state.started_at = int(time.time())
     policy = load_policy(settings.policy_file)
     app.state.policy = policy
     # Built eagerly: a missing or unreadable key must stop start-up, not fail the first call.
@@ -58,6 +60,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(identity.router)
     app.include_router(conversations.router)
     app.include_router(streams.router)
+    app.include_router(openai_chat.router)
     app.include_router(training.router)
     app.include_router(codec.router)
     app.state.codec = data_converter(settings).payload_codec

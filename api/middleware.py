@@ -62,7 +62,7 @@ class RequestMiddleware:
             await self.app(scope, receive, send_with_trace_id)
         except Exception as error:  # the last line of defence: answer, never drop the request
             if isinstance(error, OrchestratorError):
-                response = from_error(error)
+                response = from_error(error, scope["path"])
             else:
                 log.exception("unhandled error on %s %s", scope["method"], scope["path"])
                 response = problem(
@@ -70,6 +70,7 @@ class RequestMiddleware:
                     "internal_error",
                     "Internal error",
                     "The server failed to handle this request; report the trace id.",
+                    path=scope["path"],
                 )
             if not response_started:
                 await response(scope, receive, send_with_trace_id)

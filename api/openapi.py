@@ -15,6 +15,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from api.openai_errors import speaks_openai
+from api.openai_schemas import ChatCompletionRequest
 from core.errors import (
     PROBLEM_TYPE_PREFIX,
     BadRequest,
@@ -142,17 +144,37 @@ def openapi_document(app: FastAPI) -> dict[str, Any]:
         routes=app.routes,
         tags=app.openapi_tags,
     )
-    document["components"].setdefault("schemas", {})["Problem"] = PROBLEM_SCHEMA
+    schemas = document["components"].setdefault("schemas", {})
+    schemas["Problem"] = PROBLEM_SCHEMA
+    # Read by its route itself, to answer in OpenAI's error shape: described here.
+    chat = ChatCompletionRequest.model_json_schema(ref_template="#/components/schemas/{model}")
+    schemas.update(chat.pop("$defs", {}))
+    schemas["ChatCompletionRequest"] = chat
     for path, operations in document["paths"].items():
         if not path.startswith("/v1"):
             continue
         for operation in operations.values():
             operation.setdefault("parameters", []).extend(_POLICY_HEADERS)
             stream = operation["responses"].get("200", {}).get("content", {})
-            if "text/event-stream" in stream:
+            # The turn's own events (FastAPI's SSE routes); the OpenAI route says its own.
+            if "itemSchema" in stream.get("text/event-stream", {}):
                 _describe_events(operation["responses"]["200"], stream["text/event-stream"])
+    _openai_dialect(document)
     app.openapi_schema = document
     return document
+
+
+def _openai_dialect(document: dict[str, Any]) -> None:
+    """The OpenAI-compatible routes answer a request that does not validate with 400, in
+    OpenAI's error shape: FastAPI's 422 is not theirs."""
+    for path, operations in document["paths"].items():
+        if speaks_openai(path):
+            for operation in operations.values():
+                operation["responses"].pop("422", None)
+    schemas = document["components"]["schemas"]
+    for name in ("HTTPValidationError", "ValidationError"):  # in that order: one uses the other
+        if f'"#/components/schemas/{name}"' not in json.dumps([document["paths"], schemas]):
+            schemas.pop(name, None)
 
 
 def _describe_events(response: dict[str, Any], media: dict[str, Any]) -> None:

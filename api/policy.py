@@ -49,6 +49,6 @@ class PolicyMiddleware:
                 policy_version=version,
                 constitution_hash=digest,
             )
-            await from_error(error)(scope, receive, send_with_policy)
+            await from_error(error, scope["path"])(scope, receive, send_with_policy)
             return
         await self.app(scope, receive, send_with_policy)

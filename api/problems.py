@@ -1,4 +1,5 @@
-"""RFC 9457 problem details: the one shape of every error the API returns."""
+"""RFC 9457 problem details: the shape of every error the API returns, but on the routes
+that speak OpenAI's dialect, which answer OpenAI's shape (api/openai_errors.py)."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.openai_errors import openai_error, speaks_openai
 from core.errors import DependencyUnavailable, OrchestratorError, problem_body
 from core.telemetry import trace_id_var
 
@@ -33,31 +35,41 @@ def problem(
     title: str,
     detail: str,
     headers: Mapping[str, str] | None = None,
+    path: str = "",
     **extensions: Any,
-) -> ProblemResponse:
+) -> Response:
+    """The error as the route at `path` speaks it: problem+json, or OpenAI's shape."""
+    if speaks_openai(path):
+        return openai_error(status, code, detail, extensions.get("param"), headers)
     body = problem_body(
         status, code, title, detail, trace_id_var.get(), **jsonable_encoder(extensions)
     )
     return ProblemResponse(body, status_code=status, headers=headers)
 
 
-def from_error(error: OrchestratorError) -> ProblemResponse:
+def from_error(error: OrchestratorError, path: str = "") -> Response:
     headers: dict[str, str] | None = None
     if error.status == 401:
         headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
     elif error.status == 429:
         headers = {"Retry-After": str(error.extensions.get("retry_after_seconds", 1))}
     return problem(
-        error.status, error.code, error.title, error.detail, headers=headers, **error.extensions
+        error.status,
+        error.code,
+        error.title,
+        error.detail,
+        headers=headers,
+        path=path,
+        **error.extensions,
     )
 
 
-async def _orchestrator_error(_: Request, error: Exception) -> ProblemResponse:
+async def _orchestrator_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, OrchestratorError)
-    return from_error(error)
+    return from_error(error, request.url.path)
 
 
-async def _validation_error(_: Request, error: Exception) -> ProblemResponse:
+async def _validation_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, RequestValidationError)
     errors = [
         {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
@@ -66,22 +78,30 @@ async def _validation_error(_: Request, error: Exception) -> ProblemResponse:
     first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
     where = ".".join(str(part) for part in first["loc"])
     return problem(
-        422, "validation_error", "Invalid request", f"{where}: {first['msg']}", errors=errors
+        422,
+        "validation_error",
+        "Invalid request",
+        f"{where}: {first['msg']}",
+        path=request.url.path,
+        errors=errors,
     )
 
 
-async def _http_error(_: Request, error: Exception) -> ProblemResponse:
+async def _http_error(request: Request, error: Exception) -> Response:
     assert isinstance(error, StarletteHTTPException)
     code = _HTTP_CODES.get(error.status_code, f"http_{error.status_code}")
     title = code.replace("_", " ").capitalize()
-    return problem(error.status_code, code, title, str(error.detail), headers=error.headers)
+    return problem(
+        error.status_code, code, title, str(error.detail), error.headers, request.url.path
+    )
 
 
-async def _redis_error(_: Request, error: Exception) -> ProblemResponse:
+async def _redis_error(request: Request, error: Exception) -> Response:
     # Redis holds the streams, leases and limits a route reads: its outage is the client's
     # to retry, not a fault of the request.
     return from_error(
-        DependencyUnavailable("Redis is unavailable; retry in a moment.", dependency="redis")
+        DependencyUnavailable("Redis is unavailable; retry in a moment.", dependency="redis"),
+        request.url.path,
     )
 
 

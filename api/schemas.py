@@ -79,6 +79,11 @@ class StepResponse(BaseModel):
     trace_id: str
     workflow_id: str
     run_id: str
+    finish_reason: str | None = Field(
+        default=None,
+        description="why the SLM stopped: `stop`, or `length` at the reply's token limit; "
+        "null for a refusal",
+    )
 
     @classmethod
     def of(cls, result: TurnResult) -> StepResponse:
@@ -119,6 +124,11 @@ class TurnOut(BaseModel):
         )
 
 
+class MessageOut(BaseModel):
+    role: Literal["user", "assistant"]
+    content: str
+
+
 class ConversationOut(BaseModel):
     session_id: str
     status: Literal["active", "closed"]
@@ -131,6 +141,11 @@ class ConversationOut(BaseModel):
     earlier_turns: int
     #: Pass as `before` for the page of older turns; null on the oldest page.
     next_before: int | None
+    seed: list[MessageOut] = Field(
+        default_factory=list,
+        description="the earlier messages an OpenAI-style request seeded the session with, "
+        "oldest first, as the SLM saw them (personal data redacted); empty for most sessions",
+    )
 
     @classmethod
     def of(cls, view: ConversationView) -> ConversationOut:
@@ -144,4 +159,5 @@ class ConversationOut(BaseModel):
             turn_count=view.turn_count,
             earlier_turns=view.earlier_turns,
             next_before=view.next_before,
+            seed=[MessageOut(role=m.role, content=m.content) for m in view.seed],  # type: ignore[arg-type]
         )

@@ -13,6 +13,7 @@ from core.errors import (
     DependencyUnavailable,
     EventsBacklog,
     Forbidden,
+    HistoryMismatch,
     IdempotencyMismatch,
     InvalidRequest,
     NotFound,
@@ -39,6 +40,7 @@ _APPLICATION_ERRORS: dict[str, type[OrchestratorError]] = {
     "idempotency_mismatch": IdempotencyMismatch,
     "events_backlog": EventsBacklog,
     "slm_rejected": SlmRejected,
+    "history_mismatch": HistoryMismatch,
 }
 
 

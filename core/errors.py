@@ -60,6 +60,21 @@ class NotFound(OrchestratorError):
     status, code, title = 404, "not_found", "Not found"
 
 
+class ModelNotFound(NotFound):
+    code, title = "model_not_found", "No such model"
+
+
+class InvalidParameter(OrchestratorError):
+    """A field of an OpenAI-style request this API cannot take: `param` names it, and the
+    error's code says why (`unknown_parameter`, `unsupported_parameter`, ...)."""
+
+    status, code, title = 400, "invalid_value", "Invalid parameter"
+
+    def __init__(self, detail: str, param: str | None, code: str = "invalid_value") -> None:
+        super().__init__(detail, param=param)
+        self.code = code
+
+
 class PayloadTooLarge(OrchestratorError):
     status, code, title = 413, "payload_too_large", "Request body too large"
 
@@ -91,6 +106,12 @@ class EventsBacklog(DependencyUnavailable):
 
 class SessionClosed(OrchestratorError):
     status, code, title = 409, "session_closed", "Session closed"
+
+
+class HistoryMismatch(OrchestratorError):
+    """The earlier messages of an OpenAI-style request are not the session's."""
+
+    status, code, title = 409, "history_mismatch", "Conversation mismatch"
 
 
 class TurnNotRunning(OrchestratorError):

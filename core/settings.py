@@ -127,7 +127,10 @@ class Settings(BaseSettings):
     conversation_idle_timeout_seconds: float = Field(default=86400.0, gt=0)
     #: Recent turns sent to the SLM as context, bounded by this many (estimated) tokens.
     context_token_budget: int = Field(default=1024, ge=64)
+    #: `max_tokens` of each SLM request, and the most a client may ask for (OpenAI route).
     max_reply_tokens: int = Field(default=256, ge=1, le=4096)
+    #: The highest sampling temperature a client may ask for (the OpenAI-compatible route).
+    max_temperature: float = Field(default=2.0, ge=0, le=2)
     #: Continue-as-new after this many turns of one run; 0 leaves it to Temporal's suggestion.
     conversation_turns_per_run: int = Field(default=0, ge=0)
 

@@ -14,6 +14,7 @@ import pytest
 from openapi_spec_validator import validate
 
 from api.app import create_app
+from api.openai_errors import speaks_openai
 from api.openapi import SSE_EVENTS
 from core.settings import Settings
 
@@ -50,7 +51,11 @@ def test_every_v1_operation_needs_a_bearer_token_and_answers_problems(
             responses = operation["responses"]
             assert PROBLEM_STATUSES <= set(responses), (method, path)
             for status, response in responses.items():
-                if status.startswith(("4", "5")):
+                if status.startswith(("4", "5")) and speaks_openai(path):  # OpenAI's shape
+                    media = response["content"]["application/json"]
+                    assert media["schema"] == {"$ref": "#/components/schemas/OpenAIError"}
+                    assert {"message", "type", "code"} <= set(media["example"]["error"])
+                elif status.startswith(("4", "5")):
                     media = response["content"]["application/problem+json"]
                     assert media["schema"] == {"$ref": "#/components/schemas/Problem"}
                     assert media["example"]["status"] == int(status)

@@ -3,12 +3,10 @@ mid-stream (docs/interface.md, section 4), on the real stack."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import uuid
 from collections.abc import Callable
-from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -16,20 +14,18 @@ import pytest
 from redis.asyncio import Redis
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
-from temporalio.worker import Worker
 
 from activities.reply_check import WINDOW_STEP_CHARS
 from activities.slm import SlmActivities
-from core.policy import load_policy
 from core.settings import Settings
 from deploy.stack import EmbeddedStack
 from tests.direct_turns import step_directly
 from tests.kafka_records import records_for_key
+from tests.refused_window import refused_midway
 from tests.sse import Event, events, ids_in_order, text
 from workflows.turns import TurnRequest
 
 STORY = "Write a long story about a lighthouse keeper."
-SHORT_STORY = "Tell me a story."
 
 
 def _user(token: Callable[..., str]) -> dict[str, str]:
@@ -54,32 +50,11 @@ async def test_a_refused_window_retracts_what_was_sent_then_refuses(
     slm_activities: Callable[..., SlmActivities],
     tmp_path: Path,
 ) -> None:
-    # This test's own SLM worker checks against the bundled policy plus one rule that any 24
-    # characters match: the short message passes, the reply is refused a few tokens in.
-    document = json.loads(load_policy(None).document.model_dump_json())
-    document["categories"]["pii"]["rules"].append("[\\s\\S]{24}")
-    strict = tmp_path / "strict.json"
-    strict.write_text(json.dumps(document))
-    refusal = document["categories"]["pii"]["message"]
-    queue, session = f"strict-slm-{uuid.uuid4().hex}", f"window-{uuid.uuid4().hex[:10]}"
-    slm = slm_activities(strict)
-    try:
-        async with Worker(
-            temporal,
-            task_queue=queue,
-            activities=[slm.complete],
-            max_heartbeat_throttle_interval=timedelta(milliseconds=500),
-        ):
-            result = await step_directly(
-                temporal,
-                settings,
-                session,
-                TurnRequest(message=SHORT_STORY, stream_id=uuid.uuid4().hex),
-                slm_task_queue=queue,
-                max_reply_tokens=64,
-            )
-    finally:
-        await slm.close()
+    # Its own SLM worker refuses the reply at its first window (tests/refused_window.py).
+    session = f"window-{uuid.uuid4().hex[:10]}"
+    result, refusal = await refused_midway(
+        temporal, settings, slm_activities, tmp_path, session, uuid.uuid4().hex
+    )
     assert (result.status, result.reply) == ("refused", refusal)
     assert (result.verdict.stage, result.verdict.category) == ("output", "pii")
     assert result.usage.completion_tokens < 64  # the call stopped at the refused window

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
@@ -9,16 +11,24 @@ with workflow.unsafe.imports_passed_through():
     from workflows.turns import TurnRecord
 
 SYSTEM_PROMPT = "You are a helpful, concise assistant."
+#: A seed keeps at most this many earlier messages (each one is moderated at seeding).
+SEED_MESSAGES = 64
 
 
 #: Marks where a message too long for the budget was cut.
 CUT = " […] "
 
 
-def recent_context(turns: list[TurnRecord], message: str, token_budget: int) -> list[ChatMessage]:
+def recent_context(
+    turns: list[TurnRecord],
+    message: str,
+    token_budget: int,
+    seed: Sequence[ChatMessage] = (),
+) -> list[ChatMessage]:
     """The most recent completed exchanges that fit `token_budget`, oldest first, then the
     message; a message that alone exceeds the budget is cut in its middle (its start and
-    its end are kept), so the model's context is never exceeded by what a user may send."""
+    its end are kept), so the model's context is never exceeded by what a user may send.
+    The session's seed comes before its turns, as far as the budget goes."""
     budget = token_budget - _tokens(SYSTEM_PROMPT)
     message = _within(message, budget)
     budget -= _tokens(message)
@@ -31,7 +41,26 @@ def recent_context(turns: list[TurnRecord], message: str, token_budget: int) -> 
             break
         budget -= cost
         history[:0] = [ChatMessage("user", record.message), ChatMessage("assistant", record.reply)]
+    else:
+        history[:0] = seed_within(seed, budget)
     return [ChatMessage("system", SYSTEM_PROMPT), *history, ChatMessage("user", message)]
+
+
+def seed_within(seed: Sequence[ChatMessage], budget: int) -> list[ChatMessage]:
+    """The latest messages of `seed` that fit `budget` estimated tokens, at most SEED_MESSAGES."""
+    kept: list[ChatMessage] = []
+    for message in reversed(seed[-SEED_MESSAGES:]):
+        budget -= _tokens(message.content)
+        if budget < 0:
+            break
+        kept.insert(0, ChatMessage(message.role, message.content))
+    return kept
+
+
+def seed_budget(message: str, token_budget: int) -> int:
+    """What is left of `token_budget` for a seed, beside the system prompt and `message`."""
+    budget = token_budget - _tokens(SYSTEM_PROMPT)
+    return budget - _tokens(_within(message, budget))
 
 
 def _tokens(text: str) -> int:

@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from workflows import calls, outbox, stream_events
+    from workflows.history import agrees, takes_seed
     from workflows.session_record import BACKLOG_ADMIT_BYTES, SessionRecord
     from workflows.sizes import KIB
     from workflows.turn import Turn
@@ -103,6 +104,7 @@ class ConversationWorkflow:
                 return earlier
             if self.state.status == "closed":
                 raise SessionClosed()
+            self._check_history(request)  # again: a turn may have ended since the validator
             result = await self._turn(request)
             if key:
                 result.fingerprint = request.fingerprint
@@ -127,6 +129,7 @@ class ConversationWorkflow:
             raise SessionClosed()
         if not request.message.strip():
             raise ApplicationError("The message is empty.", type="invalid_request")
+        self._check_history(request)
         backlog = self._session.backlog_bytes()
         if backlog > BACKLOG_ADMIT_BYTES:
             raise _refused(
@@ -142,6 +145,19 @@ class ConversationWorkflow:
                 "This Idempotency-Key was used for a different request in this session; "
                 "use a new key for a new message.",
                 "idempotency_mismatch",
+            )
+
+    def _check_history(self, request: TurnRequest) -> None:
+        """The conversation the client holds must be this session's (workflows/history.py),
+        unless the turn seeds a session that has none yet."""
+        if not request.history or (request.seed and takes_seed(self.state)):
+            return
+        if not agrees(request.history, self.state):
+            raise _refused(
+                "The earlier messages of the request are not this session's latest messages "
+                "(its transcript shows them): send them as the session has them, or use a "
+                "new session.",
+                "history_mismatch",
             )
 
     @workflow.update

@@ -21,6 +21,7 @@ with workflow.unsafe.imports_passed_through():
         feedback_data,
         turn_data,
     )
+    from workflows.history import takes_seed
     from workflows.search_attributes import (
         LAST_VERDICT,
         POLICY_VERSION,
@@ -133,6 +134,8 @@ class SessionRecord:
             next_before=page[0].turn if page and len(older) > len(page) else None,
             owner=state.settings.owner,
             backlog_bytes=self.backlog_bytes(),
+            seed=state.seed,
+            takes_seed=takes_seed(state),
         )
 
     def carried(self) -> ConversationState:

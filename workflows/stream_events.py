@@ -25,8 +25,10 @@ with workflow.unsafe.imports_passed_through():
 
 
 def step_body(result: TurnResult) -> dict[str, Any]:
-    """The body of a step response (docs/interface.md, section 4)."""
-    return record_body(result, result.session_id, result.workflow_id, result.run_id)
+    """The body of a step response (docs/interface.md, section 4), with why the SLM stopped
+    (`stop`, `length`) for a completed turn."""
+    body = record_body(result, result.session_id, result.workflow_id, result.run_id)
+    return {**body, "finish_reason": result.finish_reason or None}
 
 
 def record_body(

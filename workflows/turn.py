@@ -4,8 +4,9 @@ A turn reads as its steps, in order:
 
 1. `_complete`: the SLM activity on its own task queue, within what is left of the turn's
    time. It admits the turn first (activities/admission.py): the input check (the message
-   with the session's recent answered turns) beside the tenant's training lease; only an
-   allowed input reaches the SLM server. It checks its own reply (the output check) where
+   with the session's recent answered turns, and each message of a seed the turn brings,
+   workflows/history.py) beside the tenant's training lease; only an allowed input reaches
+   the SLM server. It checks its own reply (the output check) where
    it is produced.
 2. `_end`: the turn's record, handed to the session (workflows/session_record.py, which
    keeps it, shows it in search attributes and tells it in an event), and for a streamed
@@ -36,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from core.errors import DependencyUnavailable, OrchestratorError, SlmRejected, TurnTimedOut
     from workflows import admitted_first, calls
     from workflows.context import recent_context
+    from workflows.history import seed_checks, takes_seed
     from workflows.session_record import SessionRecord
     from workflows.stream_events import (
         SLM_FAILED,
@@ -45,7 +47,14 @@ with workflow.unsafe.imports_passed_through():
         time_limit_detail,
     )
     from workflows.timestamps import iso
-    from workflows.turns import ConversationState, TurnRecord, TurnRequest, TurnResult, Usage
+    from workflows.turns import (
+        ConversationState,
+        Sampling,
+        TurnRecord,
+        TurnRequest,
+        TurnResult,
+        Usage,
+    )
 
 #: workflow.patched id: the input check and the lease read run in the SLM activity, before
 #: its call, instead of as local activities in the workflow task before it.
@@ -95,6 +104,8 @@ class Turn:
         self._lease: Lease | None = None
         self._admitted_in_call = True
         self._slm_call: workflow.ActivityHandle[Completion] | None = None
+        #: The earlier messages this turn seeds its session with, kept once admitted.
+        self._seed = request.seed if takes_seed(state) else []
         settings = state.settings
         self._stream = TurnStream.of(
             request, number, settings.stream_retention_seconds, state.turns
@@ -133,6 +144,9 @@ class Turn:
         if completion.admitted is not None:
             first_check, self._lease = completion.admitted.verdict, completion.admitted.lease
             self._state.policy = first_check
+            if self._seed and not completion.admitted.seed_refused:
+                self._state.seed = self._seed
+                self._state.seed_dropped = len(self._request.history) - len(self._seed)
         # An SLM worker from before admissions (a rolling upgrade) ignores the request's.
         first_check = first_check or await self._check_input()
         if first_check.decision == "refuse":
@@ -146,7 +160,8 @@ class Turn:
         timings["output_moderation"] = checks[-1].duration_seconds
         if checks[-1].decision == "refuse":
             return await self._end("refused", checks[-1].message, checks, usage, timings)
-        return await self._end("completed", completion.text, checks, usage, timings)
+        reason = completion.finish_reason
+        return await self._end("completed", completion.text, checks, usage, timings, reason)
 
     async def _check_input(self) -> Verdict:
         return await self._moderate(self._request.message, "input", self._context_for_check())
@@ -174,7 +189,7 @@ class Turn:
         admission = None
         if self._admitted_in_call:
             check = ModerationRequest(self._request.message, "input", self._context_for_check())
-            admission = AdmissionRequest(check, settings.tenant)
+            admission = AdmissionRequest(check, settings.tenant, seed_checks(self._seed))
         # The SLM call gets what is left of the turn's time, its retries included: a turn
         # stuck there (no SLM worker, a server that never answers) ends `failed` at the limit.
         limit = timedelta(seconds=settings.max_turn_seconds)
@@ -182,9 +197,12 @@ class Turn:
         self._slm_call = calls.start_completion(
             CompletionRequest(
                 messages=recent_context(
-                    self._state.turns, self._request.message, settings.context_token_budget
+                    self._state.turns,
+                    self._request.message,
+                    settings.context_token_budget,
+                    self._seed or self._state.seed,
                 ),
-                max_tokens=settings.max_reply_tokens,
+                **(self._request.sampling or Sampling()).for_call(settings.max_reply_tokens),
                 stream=self._stream.target if self._stream else None,
                 opening=self._stream.opening if self._stream else [],
                 admission=admission,
@@ -239,6 +257,7 @@ class Turn:
         checks: list[Verdict],
         usage: Usage,
         timings: dict[str, float],
+        finish_reason: str = "",
     ) -> TurnResult:
         verdict = checks[-1]
         self._session.turn_ended(self._ended(status, reply, verdict, usage))
@@ -256,6 +275,7 @@ class Turn:
             run_id=info.run_id,
             checks=checks,
             timings=timings,
+            finish_reason=finish_reason,
         )
         if self._stream is not None:
             await self._stream.end(closing(result))

@@ -14,12 +14,33 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from activities.events import PublishRequest
     from activities.moderation import Verdict
+    from activities.slm import DEFAULT_TEMPERATURE, ChatMessage
 
 
 @dataclass
 class Usage:
     prompt_tokens: int = 0
     completion_tokens: int = 0
+
+
+@dataclass
+class Sampling:
+    """A client's own sampling for one turn (the OpenAI-compatible route); None: the session's."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] = field(default_factory=list)
+
+    def for_call(self, max_reply_tokens: int) -> dict[str, Any]:
+        """The SLM request's sampling: the client's, else the session's and the defaults."""
+        temperature = DEFAULT_TEMPERATURE if self.temperature is None else self.temperature
+        return {
+            "max_tokens": self.max_tokens or max_reply_tokens,
+            "temperature": temperature,
+            "top_p": self.top_p,
+            "stop": self.stop,
+        }
 
 
 @dataclass
@@ -37,6 +58,13 @@ class TurnRequest:
     actor_is_admin: bool = False
     #: A digest of the request's body (the API's): a repeated Idempotency-Key must repeat it.
     fingerprint: str = ""
+    sampling: Sampling | None = None
+    #: The conversation the client holds before this message (workflows/history.py): the
+    #: digest of each earlier message, which must agree with the session's own.
+    history: list[str] = field(default_factory=list)
+    #: Earlier messages that start the session's context, when the API found it unseeded
+    #: and unanswered (its PII already redacted); checked by the turn's admission.
+    seed: list[ChatMessage] = field(default_factory=list)
 
 
 @dataclass
@@ -57,6 +85,8 @@ class TurnResult:
     timings: dict[str, float] = field(default_factory=dict)
     #: The request's fingerprint, kept with the result of an Idempotency-Key.
     fingerprint: str = ""
+    #: Why the SLM stopped (`stop`, `length`); empty when it was not called.
+    finish_reason: str = ""
 
 
 @dataclass
@@ -151,6 +181,10 @@ class ConversationState:
     #: The verdict of the latest check: names the policy in force for events.
     policy: Verdict | None = None
     run_started_at_turn: int = 0
+    #: The earlier messages the session was seeded with (oldest first), and how many older
+    #: ones the client sent that did not fit the context (never seen by the SLM, not kept).
+    seed: list[ChatMessage] = field(default_factory=list)
+    seed_dropped: int = 0
 
 
 @dataclass
@@ -176,3 +210,6 @@ class ConversationView:
     owner: str = ""
     #: Bytes of events waiting for the broker (a long outage): new turns wait past a bound.
     backlog_bytes: int = 0
+    seed: list[ChatMessage] = field(default_factory=list)
+    #: No seed and no answered turn yet: earlier messages sent now would seed the session.
+    takes_seed: bool = False

@@ -20,26 +20,23 @@ from redis.exceptions import RedisError
 from temporalio.client import WorkflowUpdateStage
 
 from activities.turn_stream import pointer_key, stream_key
+from api.auth import Principal
 from api.deps import ClientsDep, LimitsDep, PolicyDep, SettingsDep, UserPrincipal
-from api.limits import Release
+from api.limits import Release, TenantLimits
 from api.metrics import SLM_TIME_TO_FIRST_TOKEN
 from api.openapi import V1_PROBLEMS, problems
-from api.routers.conversations import (
-    IdempotencyKey,
-    SessionId,
-    session_view,
-    start_operation,
-    turn_request,
-    workflow_id,
-)
+from api.routers.conversations import IdempotencyKey, SessionId, session_view
 from api.schemas import StepRequest
 from api.stream_relay import relay, resume_point
 from api.temporal_errors import temporal_errors
+from api.turns import start_operation, turn_request, workflow_id
+from core.clients import Clients
 from core.errors import NotFound
+from core.settings import Settings
 from workflows import stream_events
 from workflows.conversation import ConversationWorkflow
 from workflows.stream_events import record_body
-from workflows.turns import ConversationView, TranscriptRequest, TurnRecord
+from workflows.turns import ConversationView, TranscriptRequest, TurnRecord, TurnRequest
 
 router = APIRouter(tags=["streaming"], responses=V1_PROBLEMS)
 log = logging.getLogger("orchestrator.api")
@@ -48,7 +45,7 @@ _IDLE_TIMEOUT_SECONDS = 300.0
 
 
 @dataclass
-class _Source:
+class Source:
     """What a stream route sends: a Redis Stream from a point, or a turn's final event alone."""
 
     key: str = ""
@@ -72,13 +69,28 @@ async def _start_streamed_turn(
     policy: PolicyDep,
     limits: LimitsDep,
     idempotency_key: IdempotencyKey = None,
-) -> _Source:
+) -> Source:
     """Start the turn and return once its workflow accepted it; a refusal is a plain problem."""
     asked_at = time.perf_counter()
     stream_id = uuid.uuid4().hex
     session_id, turn = turn_request(body, principal, idempotency_key, policy, stream_id)
+    return await start_stream(turn, session_id, principal, clients, settings, limits, asked_at)
+
+
+async def start_stream(
+    turn: TurnRequest,
+    session_id: str,
+    principal: Principal,
+    clients: Clients,
+    settings: Settings,
+    limits: TenantLimits,
+    asked_at: float,
+) -> Source:
+    """Start the streamed turn (its `stream_id` set) within the tenant's limits, and return
+    its stream once the workflow accepted it (`asked_at`: when the request came)."""
+    stream_id = turn.stream_id
     key = stream_key(workflow_id(principal.tenant, session_id), stream_id)
-    source = _Source(key=key, asked_at=asked_at)
+    source = Source(key=key, asked_at=asked_at)
     try:
         source.releases.append(await limits.stream(principal.tenant))
         source.releases.append(await limits.turn(principal.tenant, session_id))
@@ -108,14 +120,14 @@ async def _find_stream(
     clients: ClientsDep,
     limits: LimitsDep,
     last_event_id: Annotated[str | None, Header(alias="Last-Event-ID")] = None,
-) -> _Source:
+) -> Source:
     after = resume_point(last_event_id, turn)
     # The session, if it is theirs to follow, with the turn's record if it ended.
     page = TranscriptRequest(limit=1, before_turn=turn + 1)
     view = await session_view(clients, principal, session_id, page)
     key = await clients.redis.get(pointer_key(workflow_id(principal.tenant, session_id), turn))
     if key is not None:
-        source = _Source(key=key.decode() if isinstance(key, bytes) else key, after=after)
+        source = Source(key=key.decode() if isinstance(key, bytes) else key, after=after)
         source.releases.append(await limits.stream(principal.tenant))
         return source
     # No stream (it expired, or the turn was not streamed): the turn's end alone, if it ended.
@@ -123,7 +135,7 @@ async def _find_stream(
     if record is None:
         raise NotFound(f"Session {session_id} has no ended turn {turn} to stream.")
     final = _final_event(record, view)
-    return _Source(final=[] if final.id == after else [final])
+    return Source(final=[] if final.id == after else [final])
 
 
 @router.post(
@@ -133,9 +145,9 @@ async def _find_stream(
     "/v1/chat/stream", response_class=EventSourceResponse, responses=problems(400, 413, 422)
 )
 async def stream_turn(
-    source: Annotated[_Source, Depends(_start_streamed_turn)], clients: ClientsDep
+    source: Annotated[Source, Depends(_start_streamed_turn)], clients: ClientsDep
 ) -> AsyncIterator[ServerSentEvent]:
-    async for event in _send(source, clients):
+    async for event in send(source, clients):
         yield event
 
 
@@ -145,13 +157,14 @@ async def stream_turn(
     responses=problems(404, 422),
 )
 async def follow_turn(
-    source: Annotated[_Source, Depends(_find_stream)], clients: ClientsDep
+    source: Annotated[Source, Depends(_find_stream)], clients: ClientsDep
 ) -> AsyncIterator[ServerSentEvent]:
-    async for event in _send(source, clients):
+    async for event in send(source, clients):
         yield event
 
 
-async def _send(source: _Source, clients: ClientsDep) -> AsyncIterator[ServerSentEvent]:
+async def send(source: Source, clients: Clients) -> AsyncIterator[ServerSentEvent]:
+    """The stream's events, until its final one; the stream's limits given back after."""
     try:
         async for event in _relayed(source, clients):
             yield event
@@ -159,7 +172,7 @@ async def _send(source: _Source, clients: ClientsDep) -> AsyncIterator[ServerSen
         await source.release()
 
 
-async def _relayed(source: _Source, clients: ClientsDep) -> AsyncIterator[ServerSentEvent]:
+async def _relayed(source: Source, clients: Clients) -> AsyncIterator[ServerSentEvent]:
     for event in source.final:
         yield event
     if not source.key:
