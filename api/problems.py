@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -57,17 +57,19 @@ async def _orchestrator_error(_: Request, error: Exception) -> ProblemResponse:
     return from_error(error)
 
 
-async def _validation_error(_: Request, error: Exception) -> ProblemResponse:
-    assert isinstance(error, RequestValidationError)
-    errors = [
-        {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
-        for item in error.errors()
-    ]
+def validation_details(raw: Sequence[Any]) -> tuple[str, list[dict[str, Any]]]:
+    """A validation problem's `detail` (the first bad field) and `errors`, from pydantic's."""
+    errors = [{"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]} for item in raw]
     first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
     where = ".".join(str(part) for part in first["loc"])
-    return problem(
-        422, "validation_error", "Invalid request", f"{where}: {first['msg']}", errors=errors
-    )
+    message = str(first["msg"])
+    return (f"{where}: {message}" if where else message), errors
+
+
+async def _validation_error(_: Request, error: Exception) -> ProblemResponse:
+    assert isinstance(error, RequestValidationError)
+    detail, errors = validation_details(error.errors())
+    return problem(422, "validation_error", "Invalid request", detail, errors=errors)
 
 
 async def _http_error(_: Request, error: Exception) -> ProblemResponse:
