@@ -30,26 +30,27 @@ class TurnMessage(StepRequest):
     ref: Ref = None
 
 
-class CancelMessage(BaseModel):
+class _OfATurn(BaseModel):
+    """A message about one turn of a session."""
+
+    model_config = ConfigDict(extra="forbid")
+    session_id: str = Field(pattern=SESSION_ID_PATTERN)
+    turn: int = Field(ge=1)
+    ref: Ref = None
+
+
+class CancelMessage(_OfATurn):
     """Cancel a turn: `POST /v1/conversation/{session_id}/turns/{turn}/cancel`."""
 
-    model_config = ConfigDict(extra="forbid")
     type: Literal["cancel"]
-    session_id: str = Field(pattern=SESSION_ID_PATTERN)
-    turn: int = Field(ge=1)
-    ref: Ref = None
 
 
-class ResumeMessage(BaseModel):
+class ResumeMessage(_OfATurn):
     """Follow a turn after an event: `GET .../turns/{turn}/stream` with `Last-Event-ID`."""
 
-    model_config = ConfigDict(extra="forbid")
     type: Literal["resume"]
-    session_id: str = Field(pattern=SESSION_ID_PATTERN)
-    turn: int = Field(ge=1)
     #: `<turn>-<seq>`, checked against the turn as the SSE route checks `Last-Event-ID`.
     last_event_id: str | None = Field(default=None, max_length=64)
-    ref: Ref = None
 
 
 ClientMessage = TurnMessage | CancelMessage | ResumeMessage

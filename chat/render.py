@@ -24,6 +24,7 @@ class TurnView:
         self.ended = False
         self._mid_line = False  # the cursor is after the label or the reply's text
         self._text_shown = False
+        self._cancelling = False
 
     def event(self, kind: str, event_id: str, data: dict[str, Any]) -> None:
         self.last_id = event_id
@@ -31,6 +32,8 @@ class TurnView:
             self.turn = int(data["turn"])
             self._label("[bold green]slm>[/] ")
         elif kind == "token":
+            if self._cancelling:  # a cancelled turn keeps no reply: its last tokens are moot
+                return
             self._console.print(data["delta"], end="", markup=False, highlight=False)
             self._mid_line = self._text_shown = True
         elif kind == "retract":
@@ -58,6 +61,10 @@ class TurnView:
             self.note(f"[cancelled] turn {data['turn']}", style="bold yellow")
         else:  # the turn failed: its problem
             self.failed(data)
+
+    def cancelling(self) -> None:
+        self._cancelling = True
+        self.note("cancelling ...")
 
     def failed(self, problem: dict[str, Any]) -> None:
         self.ended = True

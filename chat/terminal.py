@@ -65,12 +65,18 @@ class Chat:
             else:
                 self._guarded(functools.partial(self._turn, line))
 
-    def _announce_session(self) -> None:
+    def _transcript(self) -> dict[str, Any] | None:
+        """The session's latest turns; None while it has none (it starts with its first)."""
         try:
-            view = self._api.transcript(self.session_id)
+            return self._api.transcript(self.session_id)
         except ApiError as error:
             if error.status != 404:
                 raise
+            return None
+
+    def _announce_session(self) -> None:
+        view = self._transcript()
+        if view is None:
             self._console.print(f"Session [bold]{self.session_id}[/]: new.")
             return
         self._console.print(
@@ -104,11 +110,8 @@ class Chat:
         return True
 
     def _history(self) -> None:
-        try:
-            view = self._api.transcript(self.session_id)
-        except ApiError as error:
-            if error.status != 404:
-                raise
+        view = self._transcript()
+        if view is None:
             self._console.print("No turns yet in this session.")
             return
         table = Table("turn", "status", "you", "slm", title=f"session {self.session_id}")
@@ -144,7 +147,7 @@ class Chat:
             while not view.ended:
                 if interrupts and view.turn is not None and not cancel_sent:
                     self._api.send({"type": "cancel", "session_id": self.session_id, "turn": view.turn, "ref": "cancel"})  # fmt: skip
-                    view.note("cancelling ...")
+                    view.cancelling()
                     cancel_sent = True
                 if interrupts > 1:
                     view.note("stopped waiting; the turn is cancelled on the server")

@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.exceptions import InvalidStatus
+from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.typing import Subprotocol
 
 from tests.sse import Event, events, ids_in_order, text
@@ -71,6 +71,9 @@ async def test_two_turns_and_a_cancel_on_one_socket_come_in_order_with_the_sse_i
 ) -> None:
     session, headers = _session(), _bearer(token)
     async with _open(api_url, headers) as ws:
+        # The handshake's answer carries what every answer carries.
+        accepted = ws.response.headers if ws.response else {}
+        assert {"x-trace-id", "x-policy-version", "x-constitution-hash"} <= set(accepted)
         await ws.send(json.dumps({"type": "turn", "session_id": session, "message": LONG}))
         first = [await _event(ws)]
         while first[-1].event != "token":
@@ -133,6 +136,7 @@ async def test_the_handshake_refuses_what_a_request_would_be_refused(
         "a bearer offer without its token": (401, {}, "", [Subprotocol("bearer")]),
         "a bad session id": (422, _bearer(token), "?session_id=no%20spaces", None),
         "no such session": (404, _bearer(token), f"?session_id={_session()}", None),
+        "another policy": (409, {**_bearer(token), "X-Policy-Version": "0.0"}, "", None),
     }
     for name, (status, headers, query, offer) in refusals.items():
         with pytest.raises(InvalidStatus) as refused:
@@ -179,6 +183,29 @@ async def test_another_tenants_or_users_session_is_refused_at_the_handshake_and_
     # Nothing the strangers asked for happened to alice's session.
     view = (await api.get(f"/v1/conversation/{session}", headers=alice)).json()
     assert [t["status"] for t in view["turns"]] == ["completed"]
+
+
+async def test_a_token_that_expires_while_the_socket_is_open_closes_it(
+    api_url: str, token: Callable[..., str]
+) -> None:
+    async with _open(api_url, _bearer(token, ttl_seconds=1)) as ws:
+        await asyncio.sleep(7)  # past its expiry and the verifier's 5 s of leeway
+        await ws.send(json.dumps({"type": "cancel", "session_id": _session(), "turn": 1, "ref": 1}))
+        refused = await _message(ws)
+        assert refused["ref"] == 1 and refused["problem"]["status"] == 401, refused
+        with pytest.raises(ConnectionClosedError) as closed:
+            await _message(ws)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1008
+
+
+async def test_a_message_larger_than_a_request_body_closes_the_socket(
+    api_url: str, token: Callable[..., str]
+) -> None:
+    async with _open(api_url, _bearer(token)) as ws:
+        await ws.send(json.dumps({"type": "turn", "message": "x" * 70_000}))
+        with pytest.raises(ConnectionClosedError) as closed:
+            await _message(ws)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009  # too big
 
 
 async def test_a_socket_named_for_a_session_sends_its_turns_there(
