@@ -57,12 +57,15 @@ class ChatApi:
         return self._call("POST", f"/v1/conversation/{session_id}/feedback", json=body)
 
     def send(self, message: dict[str, Any]) -> None:
-        """Send a message on the WebSocket, opening it first if needed."""
-        try:
-            self._open().send(json.dumps(message))
-        except ConnectionClosed:
-            self._socket = None
-            raise ConnectionLost() from None
+        """Send a message on the WebSocket, opening it first if needed (again, once, if it
+        closed since: a message that met a closed socket was not sent)."""
+        for attempt in range(2):
+            try:
+                self._open().send(json.dumps(message))
+                return
+            except ConnectionClosed:
+                self._socket = None
+        raise ConnectionLost()
 
     def receive(self, timeout: float) -> dict[str, Any] | None:
         """The socket's next message, or None if none came within `timeout` seconds."""

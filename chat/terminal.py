@@ -20,6 +20,7 @@ from rich.table import Table
 
 from chat.connection import ApiError, ChatApi, ConnectionLost
 from chat.render import TurnView
+from chat.target import ChatError
 
 HELP = """\
 [bold]/new[/]                       start a new session
@@ -85,11 +86,14 @@ class Chat:
         )
 
     def _guarded(self, action: Callable[[], None]) -> None:
-        """Run `action`; a refusal by the API is shown, and the chat goes on."""
+        """Run `action`; a refusal by the API, or the API out of reach, is shown, and the
+        chat goes on."""
         try:
             action()
         except ApiError as error:
             self._console.print(f"[bold red]error {error.status}:[/] {escape(str(error))}")
+        except (ChatError, ConnectionLost) as error:  # the API went away: it may come back
+            self._console.print(f"[bold red]error:[/] {escape(str(error) or 'connection lost')}")
 
     def _command(self, line: str) -> bool:
         """Run a command; False ends the chat."""

@@ -22,7 +22,7 @@ from collections.abc import Iterator
 from fastapi import APIRouter, WebSocket
 from opentelemetry import context, trace
 from redis.exceptions import RedisError
-from starlette.websockets import WebSocketDisconnect
+from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from api.auth import Principal
 from api.deps import authenticate
@@ -58,6 +58,7 @@ BEARER_SUBPROTOCOL = "bearer"
 MAX_WAITING = 8
 #: Close code of a socket whose token no longer passes (RFC 6455: policy violation).
 CLOSE_UNAUTHENTICATED = 1008
+CLOSE_INTERNAL_ERROR = 1011
 
 
 @router.websocket("/v1/conversation/ws")
@@ -117,20 +118,31 @@ class _Socket:
         self._sending = asyncio.Lock()  # one message at a time, whole
 
     async def run(self) -> None:
+        reader = asyncio.create_task(self._read_messages())
         sender = asyncio.create_task(self._send_streams())
         try:
-            await self._read_messages()
-        except WebSocketDisconnect:
-            pass
+            await asyncio.wait({reader, sender}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            sender.cancel()
-            await asyncio.gather(sender, return_exceptions=True)
+            for task in (reader, sender):
+                task.cancel()
+            ended = await asyncio.gather(reader, sender, return_exceptions=True)
             while not self._waiting.empty():  # never relayed: their limits go back
                 await self._waiting.get_nowait().release()
+        # The sender ends only by an error: the client gone (nothing to do), or a fault.
+        gone = (WebSocketDisconnect, OSError)
+        faults = [e for e in ended if isinstance(e, Exception) and not isinstance(e, gone)]
+        if faults:
+            log.error("conversation socket failed", exc_info=faults[0])
+            if self._ws.application_state == WebSocketState.CONNECTED:
+                with contextlib.suppress(*gone, RuntimeError):
+                    await self._ws.close(CLOSE_INTERNAL_ERROR, "internal error; resume the turn")
 
     async def _read_messages(self) -> None:
         while True:
-            received = await self._ws.receive()
+            try:
+                received = await self._ws.receive()
+            except WebSocketDisconnect:
+                return
             if received["type"] == "websocket.disconnect":
                 return
             with _own_trace():
@@ -155,6 +167,10 @@ class _Socket:
             await self._error(
                 DependencyUnavailable("Redis is unavailable; retry in a moment."), ref
             )
+        except Exception:  # a fault of ours: this message's answer, as a route's would be
+            log.exception("a conversation socket's message failed")
+            fault = OrchestratorError("The server failed to handle this message; report the trace id.")  # fmt: skip
+            await self._error(fault, ref)
         return True
 
     async def _handle(self, message: ClientMessage) -> None:
@@ -233,9 +249,10 @@ def _own_trace() -> Iterator[None]:
     link = trace.Link(trace.get_current_span().get_span_context())
     with _tracer.start_as_current_span(
         "WEBSOCKET message", context=context.Context(), links=[link], kind=trace.SpanKind.SERVER
-    ):
-        trace_id = current_trace_id() or uuid.uuid4().hex
-        token = trace_id_var.set(trace_id)
+    ) as span:
+        # Without a tracer provider the span is a no-op one: then a trace id of its own.
+        valid = span.get_span_context().is_valid
+        token = trace_id_var.set(current_trace_id() if valid else uuid.uuid4().hex)
         try:
             yield
         finally:
