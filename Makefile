@@ -58,7 +58,7 @@ bench-moderation: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict orchestrator.py core api worker deploy activities workflows bench
+	$(BIN)/mypy --strict orchestrator.py core api worker deploy activities workflows bench chat
 
 clean:
 	rm -rf $(VENV) .orchestrator .pytest_cache

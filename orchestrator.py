@@ -1,4 +1,5 @@
-"""The `orchestrator` command: dev, api, worker, setup, token (docs/interface.md, section 1).
+"""The `orchestrator` command: dev, api, worker, setup, token, chat (docs/interface.md,
+section 1).
 
 Every failure a user can hit at start-up (a bad setting, a port in use, a missing server)
 ends the command with one line on stderr that names it, and exit code 2 or 1.
@@ -36,7 +37,8 @@ def _parser() -> argparse.ArgumentParser:
     from deploy.services import DevPorts
 
     parser = argparse.ArgumentParser(
-        prog="orchestrator", description="The SLM orchestrator: dev, api, worker, setup, token."
+        prog="orchestrator",
+        description="The SLM orchestrator: dev, api, worker, setup, token, chat.",
     )
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -56,6 +58,13 @@ def _parser() -> argparse.ArgumentParser:
     )
     setup.add_argument("--dry-run", action="store_true", help="print the changes, make none")
 
+    chat = commands.add_parser("chat", help="chat with the SLM through a running API")
+    chat.add_argument("--session", default=None, help="continue this session (default: a new one)")
+    chat.add_argument("--tenant", default=None, help="tenant of the dev token (default: acme)")
+    chat.add_argument("--api-url", default=None, help="default: ORCH_CHAT_API_URL or dev.json's")
+    chat.add_argument("--token", default=None, help="default: ORCH_CHAT_TOKEN or a dev token")
+    chat.add_argument("--data-dir", type=Path, default=None, help="default: ORCH_DATA_DIR")
+
     token = commands.add_parser("token", help="print a signed bearer token for the dev key")
     token.add_argument("--tenant", required=True)
     token.add_argument("--role", required=True, choices=["user", "admin"])
@@ -70,7 +79,9 @@ def main(argv: list[str] | None = None) -> None:
         settings = load_settings(
             **({"data_dir": args.data_dir} if getattr(args, "data_dir", None) else {})
         )
-        configure_logging(settings.log_level, service=f"orchestrator-{args.command}")
+        # The chat owns the terminal: only warnings go to stderr.
+        level = "WARNING" if args.command == "chat" else settings.log_level
+        configure_logging(level, service=f"orchestrator-{args.command}")
         _run(args, settings)
     except ConfigurationError as error:
         _fail(f"configuration error: {error}", code=2)
@@ -97,6 +108,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> None:
         asyncio.run(run_setup(settings, args.dry_run))
     elif args.command == "token":
         _token(args, settings)
+    elif args.command == "chat":
+        _chat(args, settings)
 
 
 def _dev(args: argparse.Namespace, settings: Settings) -> None:
@@ -127,6 +140,16 @@ def _token(args: argparse.Namespace, settings: Settings) -> None:
             ttl_seconds=args.ttl,
         )
     )
+
+
+def _chat(args: argparse.Namespace, settings: Settings) -> None:
+    from chat.main import run_chat
+    from chat.target import ChatError
+
+    try:
+        run_chat(settings, args.api_url, args.token, args.tenant, args.session)
+    except ChatError as error:
+        _fail(str(error), code=1)
 
 
 def _fail(message: str, code: int) -> None:

@@ -17,7 +17,16 @@ from api.middleware import BodyLimitMiddleware, RequestMiddleware
 from api.openapi import openapi_document
 from api.policy import PolicyMiddleware
 from api.problems import install_handlers
-from api.routers import codec, conversations, identity, openai_chat, probes, streams, training
+from api.routers import (
+    codec,
+    conversations,
+    identity,
+    openai_chat,
+    probes,
+    streams,
+    training,
+    websocket,
+)
 from core.clients import Clients
 from core.connections import data_converter
 from core.policy import load_policy
@@ -61,6 +70,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(conversations.router)
     app.include_router(streams.router)
     app.include_router(openai_chat.router)
+    app.include_router(websocket.router)
     app.include_router(training.router)
     app.include_router(codec.router)
     app.state.codec = data_converter(settings).payload_codec

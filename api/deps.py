@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request, Security
+from fastapi.requests import HTTPConnection
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import Principal, TokenVerifier
@@ -50,16 +51,23 @@ _BEARER = HTTPBearer(
 async def _principal(
     request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(_BEARER)]
 ) -> Principal:
-    verifier: TokenVerifier = request.app.state.verifier
-    principal = await verifier.verify(request.headers.get("authorization"))
+    return await authenticate(request, request.headers.get("authorization"))
+
+
+async def authenticate(connection: HTTPConnection, authorization: str | None) -> Principal:
+    """Who `authorization` (`Bearer <token>`) says the caller is; one request of its tenant.
+
+    Every request, and every message of a WebSocket, is one: it takes a token from its
+    tenant's bucket."""
+    verifier: TokenVerifier = connection.app.state.verifier
+    principal = await verifier.verify(authorization)
     tenant_var.set(principal.tenant)
-    # Every authenticated request takes one token from its tenant's bucket.
-    await _tenant_limits(request).admit(principal.tenant)
+    await _tenant_limits(connection).admit(principal.tenant)
     return principal
 
 
-def _tenant_limits(request: Request) -> TenantLimits:
-    limits: TenantLimits = request.app.state.limits
+def _tenant_limits(connection: HTTPConnection) -> TenantLimits:
+    limits: TenantLimits = connection.app.state.limits
     return limits
 
 

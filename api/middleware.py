@@ -32,7 +32,7 @@ class RequestMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         context = trace.get_current_span().get_span_context()
@@ -52,10 +52,15 @@ class RequestMiddleware:
 
         async def send_with_trace_id(message: Message) -> None:
             nonlocal status, response_started
-            if message["type"] == "http.response.start":
+            # An HTTP answer, a WebSocket's handshake refused (an HTTP answer too), or accepted.
+            if message["type"] in ("http.response.start", "websocket.http.response.start"):
                 response_started = True
                 status = message["status"]
                 MutableHeaders(scope=message)["X-Trace-Id"] = trace_id
+            elif message["type"] == "websocket.accept":
+                response_started = True
+                status = 101
+                message["headers"] = [*message.get("headers", []), (b"x-trace-id", trace_id.encode())]  # fmt: skip
             await send(message)
 
         try:
@@ -64,7 +69,7 @@ class RequestMiddleware:
             if isinstance(error, OrchestratorError):
                 response = from_error(error, scope["path"])
             else:
-                log.exception("unhandled error on %s %s", scope["method"], scope["path"])
+                log.exception("unhandled error on %s %s", _method(scope), scope["path"])
                 response = problem(
                     500,
                     "internal_error",
@@ -82,11 +87,16 @@ class RequestMiddleware:
             REQUEST_DURATION.labels(route=route).observe(elapsed)
             log.info(
                 "%s %s %s",
-                scope["method"],
+                _method(scope),
                 scope["path"],
                 status,
                 extra={"status": status, "route": route, "duration_ms": round(elapsed * 1000, 2)},
             )
+
+
+def _method(scope: Scope) -> str:
+    """The request's method; a WebSocket's log line (when it closes) says WEBSOCKET."""
+    return str(scope.get("method", "WEBSOCKET"))
 
 
 def _route(scope: Scope) -> str:

@@ -19,7 +19,7 @@ class PolicyMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
         active: ActivePolicy = scope["app"].state.active_policy  # opened in the lifespan
@@ -30,10 +30,17 @@ class PolicyMiddleware:
         version, digest = identity["policy_version"], identity["constitution_hash"]
 
         async def send_with_policy(message: Message) -> None:
-            if message["type"] == "http.response.start":
+            # An HTTP answer, a WebSocket handshake's refusal, or its acceptance.
+            if message["type"] in ("http.response.start", "websocket.http.response.start"):
                 headers = MutableHeaders(scope=message)
                 headers["X-Policy-Version"] = version
                 headers["X-Constitution-Hash"] = digest
+            elif message["type"] == "websocket.accept":
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-policy-version", version.encode()),
+                    (b"x-constitution-hash", digest.encode()),
+                ]
             await send(message)
 
         asked = Headers(scope=scope)

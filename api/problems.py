@@ -3,7 +3,7 @@ that speak OpenAI's dialect, which answer OpenAI's shape (api/openai_errors.py).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -69,21 +69,20 @@ async def _orchestrator_error(request: Request, error: Exception) -> Response:
     return from_error(error, request.url.path)
 
 
-async def _validation_error(request: Request, error: Exception) -> Response:
-    assert isinstance(error, RequestValidationError)
-    errors = [
-        {"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]}
-        for item in error.errors()
-    ]
+def validation_details(raw: Sequence[Any]) -> tuple[str, list[dict[str, Any]]]:
+    """A validation problem's `detail` (the first bad field) and `errors`, from pydantic's."""
+    errors = [{"loc": list(item["loc"]), "msg": item["msg"], "type": item["type"]} for item in raw]
     first = errors[0] if errors else {"loc": [], "msg": "invalid request"}
     where = ".".join(str(part) for part in first["loc"])
+    message = str(first["msg"])
+    return (f"{where}: {message}" if where else message), errors
+
+
+async def _validation_error(request: Request, error: Exception) -> Response:
+    assert isinstance(error, RequestValidationError)
+    detail, errors = validation_details(error.errors())
     return problem(
-        422,
-        "validation_error",
-        "Invalid request",
-        f"{where}: {first['msg']}",
-        path=request.url.path,
-        errors=errors,
+        422, "validation_error", "Invalid request", detail, path=request.url.path, errors=errors
     )
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uvicorn
 
-from api.app import create_app
+from api.app import MAX_BODY_BYTES, create_app
 from core.settings import Settings
 from core.telemetry import configure_tracing
 
@@ -21,4 +21,6 @@ def serve(settings: Settings) -> None:
         access_log=False,  # RequestMiddleware logs each request with its trace id
         timeout_graceful_shutdown=10,
         proxy_headers=True,
+        # A WebSocket message is held whole before the app sees it: no larger than a body.
+        ws_max_size=MAX_BODY_BYTES,
     )

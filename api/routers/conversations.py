@@ -133,6 +133,13 @@ async def cancel_turn(
     clients: ClientsDep,
 ) -> TurnOut:
     """Stop a running turn and its SLM call; answers once it ended `cancelled`."""
+    return TurnOut.of(await cancel(clients, principal, session_id, turn))
+
+
+async def cancel(
+    clients: ClientsDep, principal: Principal, session_id: str, turn: int
+) -> TurnRecord:
+    """Cancel the session's turn, if the session is theirs; the turn's record once it ended."""
     await session_view(clients, principal, session_id, STATE_ONLY)
     handle = clients.temporal.get_workflow_handle(workflow_id(principal.tenant, session_id))
     with temporal_errors(f"session {session_id}"):
@@ -140,7 +147,7 @@ async def cancel_turn(
             ConversationWorkflow.cancel,
             CancelRequest(turn, current_trace_id(), current_traceparent()),
         )
-    return TurnOut.of(record)
+    return record
 
 
 @router.post("/{session_id}/close", responses=problems(404, 422))

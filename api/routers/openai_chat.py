@@ -1,7 +1,7 @@
 """The OpenAI-compatible routes: `POST /v1/chat/completions`, `GET /v1/models` (and one model).
 
 A chat completion is one turn of a session, taken by the code of the step and stream routes
-(api/turns.py, api/routers/streams.py): the same token and roles, tenant limits,
+(api/turns.py, api/turn_streams.py): the same token and roles, tenant limits,
 Idempotency-Key, PII redaction, moderation, events and durability. What this module adds
 is the dialect (api/openai_schemas.py, api/openai_replies.py, api/openai_chunks.py, and
 OpenAI's error shape, api/openai_errors.py) and the session:
@@ -33,8 +33,8 @@ from api.openai_errors import CHAT_PATH, MODELS_PATH, openai_errors
 from api.openai_replies import ChatCompletion, ModelCard, ModelList
 from api.openai_schemas import ChatCompletionRequest, parse_request
 from api.routers.conversations import STATE_ONLY, IdempotencyKey, session_view
-from api.routers.streams import send, start_stream
 from api.schemas import SESSION_ID_PATTERN, StepRequest
+from api.turn_streams import relayed, start_stream
 from api.turns import TurnOptions, answered, run_turn, turn_request, workflow_id
 from core.clients import Clients
 from core.errors import InvalidParameter, ModelNotFound, NotFound
@@ -105,7 +105,7 @@ async def chat_completions(
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         writer = ChunkWriter(body.model, workflow_id(principal.tenant, session_id), include_usage)
         return StreamingResponse(
-            chunk_frames(send(source, clients), writer),
+            chunk_frames(relayed(source, clients), writer),
             media_type="text/event-stream",
             headers={
                 "X-Session-Id": session_id,
