@@ -6,7 +6,8 @@ Heads (see core/moderation/classifier.py), all on the normalised texts of
 `bench/moderation/data/train_*.jsonl`:
 
 - harmful or not: small neural nets (one hidden layer) on the sentence embedding, several
-  seeds averaged, and a logistic regression on TF-IDF weighted character n-grams;
+  seeds averaged, and a logistic regression on each TF-IDF weighted sparse view (character
+  n-grams; words and pairs of words);
 - which category: a softmax regression on the embedding, trained on the harmful requests.
 
 A text's likeliest category scores P(harmful); the others less. The thresholds are chosen on
@@ -35,7 +36,7 @@ from sklearn.model_selection import StratifiedKFold
 from sklearn.neural_network import MLPClassifier
 
 from bench.moderation.dataset import Example, load
-from core.moderation.classifier import HEADS_FILE, Embedder, ngram_vectorizer
+from core.moderation.classifier import HEADS_FILE, SPARSE_VIEWS, Embedder
 from core.moderation.normalize import normalise
 from core.policy import REQUIRED_CATEGORIES
 
@@ -57,33 +58,20 @@ class Model:
             MLPClassifier((256,), alpha=alpha, max_iter=800, random_state=seed).fit(x, harmful)
             for seed in range(SEEDS)
         ]
-        counts = ngram_vectorizer(NGRAM_FEATURES).transform(texts)
-        self.tfidf = TfidfTransformer(sublinear_tf=True).fit(counts)
-        self.ngram = LogisticRegression(C=8, class_weight="balanced", max_iter=5000).fit(
-            self.tfidf.transform(counts), harmful
-        )
+        self.sparse = {view: _SparseModel(view, texts, harmful) for view in SPARSE_VIEWS}
         labels = np.array([categories.index(e.label) for e in examples if e.harmful])
         self.split = LogisticRegression(C=4, max_iter=5000).fit(x[harmful], labels)
 
     def scores(self, x: NDArray[np.float32], texts: list[str]) -> Floats:
         nets = np.mean([net.predict_proba(x)[:, 1] for net in self.nets], axis=0)
-        counts = self.tfidf.transform(ngram_vectorizer(NGRAM_FEATURES).transform(texts))
-        harmful = (nets + self.ngram.predict_proba(counts)[:, 1]) / 2
+        harmful = np.mean([nets, *(m.harmful(texts) for m in self.sparse.values())], axis=0)
         split = self.split.predict_proba(x)
         result: Floats = harmful[:, None] * split / split.max(axis=1, keepdims=True)
         return result
 
     def arrays(self) -> dict[str, Any]:
-        seen = np.flatnonzero(self.ngram.coef_[0])
-        unseen_idf = float(self.tfidf.idf_.max())
         arrays: dict[str, Any] = {
             "mlp_count": len(self.nets),
-            "ngram_features": NGRAM_FEATURES,
-            "ngram_index": seen.astype(np.int32),
-            "ngram_idf": self.tfidf.idf_[seen].astype(np.float32),
-            "ngram_unseen_idf": unseen_idf,
-            "ngram_coef": self.ngram.coef_[0][seen].astype(np.float32),
-            "ngram_bias": float(self.ngram.intercept_[0]),
             "category_w": self.split.coef_.astype(np.float32),
             "category_b": self.split.intercept_.astype(np.float32),
         }
@@ -92,7 +80,39 @@ class Model:
             arrays[f"mlp{i}_b1"] = net.intercepts_[0].astype(np.float32)
             arrays[f"mlp{i}_w2"] = net.coefs_[1].astype(np.float32)
             arrays[f"mlp{i}_b2"] = net.intercepts_[1].astype(np.float32)
+        for model in self.sparse.values():
+            arrays |= model.arrays()
         return arrays
+
+
+class _SparseModel:
+    """A logistic regression on one TF-IDF weighted sparse view of the texts."""
+
+    def __init__(self, view: str, texts: list[str], harmful: NDArray[np.bool_]) -> None:
+        self.view = view
+        self.vectorizer = SPARSE_VIEWS[view](NGRAM_FEATURES)
+        counts = self.vectorizer.transform(texts)
+        self.tfidf = TfidfTransformer(sublinear_tf=True).fit(counts)
+        self.model = LogisticRegression(C=8, class_weight="balanced", max_iter=5000).fit(
+            self.tfidf.transform(counts), harmful
+        )
+
+    def harmful(self, texts: list[str]) -> Floats:
+        counts = self.tfidf.transform(self.vectorizer.transform(texts))
+        result: Floats = self.model.predict_proba(counts)[:, 1]
+        return result
+
+    def arrays(self) -> dict[str, Any]:
+        """Only the features seen in training; any other gets the largest idf."""
+        seen = np.flatnonzero(self.model.coef_[0])
+        return {
+            f"{self.view}_features": NGRAM_FEATURES,
+            f"{self.view}_index": seen.astype(np.int32),
+            f"{self.view}_idf": self.tfidf.idf_[seen].astype(np.float32),
+            f"{self.view}_unseen_idf": float(self.tfidf.idf_.max()),
+            f"{self.view}_coef": self.model.coef_[0][seen].astype(np.float32),
+            f"{self.view}_bias": float(self.model.intercept_[0]),
+        }
 
 
 def threshold(scores: Floats, sets: NDArray[np.str_], benign: float, hard: float) -> float:

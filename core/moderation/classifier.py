@@ -9,10 +9,12 @@ Two views of the normalised text, trained here (`python -m bench.moderation.trai
   their first and last tokens (a jailbreak's payload is usually at its end), which bounds
   the cost of one check;
 - its spelling: character n-grams (scikit-learn's HashingVectorizer, TF-IDF weighted), which
-  catch misspellings, slang and other languages that the English embedding reads poorly.
+  catch misspellings, slang and other languages that the English embedding reads poorly;
+- its words: single words and pairs of words (hashed the same way), which keep the weight of
+  a telling word or phrase that an average over the whole sentence dilutes.
 
-A small neural head on the embedding and a logistic regression on the n-grams each give the
-probability that the text is harmful; their mean is `harmful`. A softmax head on the
+Small neural heads on the embedding, and a logistic regression on each of the two sparse
+views, give the probability that the text is harmful; their mean is `harmful`. A softmax head on the
 embedding, trained on harmful requests only, says which category it looks most like: that
 category scores `harmful`, and each other category c `harmful * P(c) / P(top)`. The policy
 holds each category's threshold, so an operator can be stricter where it matters most.
@@ -51,6 +53,23 @@ def ngram_vectorizer(features: int) -> HashingVectorizer:
         alternate_sign=False,
         norm=None,
     )
+
+
+def word_vectorizer(features: int) -> HashingVectorizer:
+    """Words and pairs of words (one-letter words and digits included), counted into
+    `features` buckets (stateless)."""
+    return HashingVectorizer(
+        analyzer="word",
+        ngram_range=(1, 2),
+        token_pattern=r"(?u)\b\w+\b",
+        n_features=features,
+        alternate_sign=False,
+        norm=None,
+    )
+
+
+#: The sparse views of a text, by the prefix of their arrays in the heads' archive.
+SPARSE_VIEWS = {"ngram": ngram_vectorizer, "word": word_vectorizer}
 
 
 @dataclass(frozen=True)
@@ -118,18 +137,20 @@ class Embedder:
         return [ids[0], *body[: self._head], *body[-self._tail :], ids[-1]]
 
 
-class NgramHead:
-    """Logistic regression over TF-IDF weighted character n-grams, kept sparse: only the
-    n-grams seen in training carry an idf and a weight; any other gets `unseen_idf`."""
+class SparseHead:
+    """Logistic regression over one TF-IDF weighted sparse view (`SPARSE_VIEWS`), kept
+    sparse: only the features seen in training carry an idf and a weight; any other gets
+    `unseen_idf`."""
 
-    def __init__(self, arrays: dict[str, Any]) -> None:
-        self._vectorizer = ngram_vectorizer(int(arrays["ngram_features"]))
-        features = arrays["ngram_index"]
-        self._idf = np.full(int(arrays["ngram_features"]), float(arrays["ngram_unseen_idf"]), np.float32)  # fmt: skip
-        self._idf[features] = arrays["ngram_idf"]
-        self._coef = np.zeros(int(arrays["ngram_features"]), np.float32)
-        self._coef[features] = arrays["ngram_coef"]
-        self._bias = float(arrays["ngram_bias"])
+    def __init__(self, arrays: dict[str, Any], view: str) -> None:
+        features = int(arrays[f"{view}_features"])
+        self._vectorizer = SPARSE_VIEWS[view](features)
+        seen = arrays[f"{view}_index"]
+        self._idf = np.full(features, float(arrays[f"{view}_unseen_idf"]), np.float32)
+        self._idf[seen] = arrays[f"{view}_idf"]
+        self._coef = np.zeros(features, np.float32)
+        self._coef[seen] = arrays[f"{view}_coef"]
+        self._bias = float(arrays[f"{view}_bias"])
 
     def harmful(self, texts: list[str]) -> Array:
         counts = self._vectorizer.transform(texts).tocsr()
@@ -150,14 +171,16 @@ class Classifier:
         self.heads = heads
         self.categories = heads.categories
         self._embedder = Embedder(heads.head_tokens, heads.tail_tokens, threads)
-        self._ngrams = NgramHead(heads.arrays)
+        self._sparse = [SparseHead(heads.arrays, view) for view in SPARSE_VIEWS]
         self._nets = int(heads.arrays["mlp_count"])
 
     def scores(self, texts: list[str]) -> Array:
         """One row per text, one column per category (in `categories` order), 0 to 1."""
         embeddings = self._embedder.embed(texts)
-        harmful = (self._embedding_harmful(embeddings) + self._ngrams.harmful(texts)) / 2
-        return (harmful[:, None] * self._split(embeddings)).astype(np.float32)
+        views = [self._embedding_harmful(embeddings), *(h.harmful(texts) for h in self._sparse)]
+        harmful: Array = np.mean(views, axis=0).astype(np.float32)
+        scores: Array = (harmful[:, None] * self._split(embeddings)).astype(np.float32)
+        return scores
 
     def _embedding_harmful(self, embeddings: Array) -> Array:
         a = self.heads.arrays
