@@ -19,6 +19,8 @@ from temporalio.service import RPCError
 from core.settings import Settings
 from tests.test_auth import _forged, _refused_tokens, _signed
 
+_HELLO = {"role": "user", "content": "Hello."}
+_NEW = {"session_id": "{new}"}
 #: (method, path, body, role): `{s}` is a session of the calling tenant with one ended turn.
 ROUTES: list[tuple[str, str, dict[str, Any] | None, str]] = [
     ("GET", "/v1/whoami", None, "user"),
@@ -35,8 +37,26 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, str]] = [
     ("POST", "/v1/training/disable", {"reason": "done"}, "admin"),
     ("POST", "/v1/codec/encode", {"payloads": []}, "admin"),
     ("POST", "/v1/codec/decode", {"payloads": []}, "admin"),
+    (
+        "POST",
+        "/v1/chat/completions",
+        {"model": "m", "messages": [_HELLO], "metadata": _NEW},
+        "user",
+    ),
+    ("GET", "/v1/models", None, "user"),
+    ("GET", "/v1/models/{model}", None, "user"),
 ]
 ROUTE_IDS = [f"{method} {path}" for method, path, _, _ in ROUTES]
+
+
+def _code(response: httpx.Response) -> str:
+    """The error's code: a problem's, or, on the OpenAI-compatible routes, OpenAI's shape's."""
+    body = response.json()
+    if response.request.url.path.startswith(("/v1/chat/completions", "/v1/models")):
+        assert response.headers["content-type"] == "application/json"
+        return str(body["error"]["code"])
+    assert response.headers["content-type"] == "application/problem+json"
+    return str(body["code"])
 
 
 def _credentials(settings: Settings) -> dict[str, str | None]:
@@ -112,8 +132,7 @@ async def test_every_refused_credential_is_401_and_starts_nothing(
         new = f"s-{uuid.uuid4().hex[:12]}"
         response = await _request(api, route, session, new, authorization)
         assert response.status_code == 401, f"{case}: {response.text}"
-        assert response.headers["content-type"] == "application/problem+json"
-        assert response.json()["code"] == "unauthenticated", case
+        assert _code(response) == "unauthenticated", case
         assert response.headers["www-authenticate"].startswith("Bearer"), case
         if "{new}" in json.dumps(route[2]):
             assert await _not_started(temporal, f"conversation:acme:{new}"), case
@@ -130,7 +149,7 @@ async def test_a_role_the_route_does_not_allow_is_403_and_starts_nothing(
     authorization = f"Bearer {_signed(settings, roles=roles)}"
     response = await _request(api, route, session, new, authorization)
     assert response.status_code == 403, response.text
-    assert response.json()["code"] == "forbidden"
+    assert _code(response) == "forbidden"
     if "{new}" in json.dumps(route[2]):
         assert await _not_started(temporal, f"conversation:acme:{new}")
 
