@@ -6,7 +6,7 @@ Heads (see core/moderation/classifier.py), all on the normalised texts of
 `bench/moderation/data/train_*.jsonl`:
 
 - harmful or not: small neural nets (one hidden layer) on the sentence embedding, several
-  seeds averaged, and a logistic regression on each TF-IDF weighted sparse view (character
+  seeds averaged, a vote of the nearest training requests by embedding, and a logistic regression on each TF-IDF weighted sparse view (character
   n-grams; words and pairs of words);
 - which category: a softmax regression on the embedding, trained on the harmful requests.
 
@@ -30,13 +30,20 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from sklearn.decomposition import PCA
 from sklearn.feature_extraction.text import TfidfTransformer
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
 from sklearn.neural_network import MLPClassifier
 
 from bench.moderation.dataset import Example, load
-from core.moderation.classifier import HEADS_FILE, SPARSE_VIEWS, Embedder
+from core.moderation.classifier import (
+    HEADS_FILE,
+    NEIGHBOUR_DIMENSIONS,
+    SPARSE_VIEWS,
+    Embedder,
+    NeighbourHead,
+)
 from core.moderation.normalize import normalise
 from core.policy import REQUIRED_CATEGORIES
 
@@ -58,13 +65,17 @@ class Model:
             MLPClassifier((256,), alpha=alpha, max_iter=800, random_state=seed).fit(x, harmful)
             for seed in range(SEEDS)
         ]
+        pca = PCA(NEIGHBOUR_DIMENSIONS, random_state=0).fit(x)
+        self.neighbour_arrays = NeighbourHead.arrays(x, harmful, pca.mean_, pca.components_.T)
+        self.neighbours = NeighbourHead(self.neighbour_arrays)
         self.sparse = {view: _SparseModel(view, texts, harmful) for view in SPARSE_VIEWS}
         labels = np.array([categories.index(e.label) for e in examples if e.harmful])
         self.split = LogisticRegression(C=4, max_iter=5000).fit(x[harmful], labels)
 
     def scores(self, x: NDArray[np.float32], texts: list[str]) -> Floats:
         nets = np.mean([net.predict_proba(x)[:, 1] for net in self.nets], axis=0)
-        harmful = np.mean([nets, *(m.harmful(texts) for m in self.sparse.values())], axis=0)
+        sparse = [m.harmful(texts) for m in self.sparse.values()]
+        harmful = np.mean([nets, self.neighbours.harmful(x), *sparse], axis=0)
         split = self.split.predict_proba(x)
         result: Floats = harmful[:, None] * split / split.max(axis=1, keepdims=True)
         return result
@@ -80,6 +91,7 @@ class Model:
             arrays[f"mlp{i}_b1"] = net.intercepts_[0].astype(np.float32)
             arrays[f"mlp{i}_w2"] = net.coefs_[1].astype(np.float32)
             arrays[f"mlp{i}_b2"] = net.intercepts_[1].astype(np.float32)
+        arrays |= self.neighbour_arrays
         for model in self.sparse.values():
             arrays |= model.arrays()
         return arrays
