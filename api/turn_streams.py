@@ -22,11 +22,10 @@ from activities.turn_stream import pointer_key, stream_key
 from api.auth import Principal
 from api.limits import Release, TenantLimits
 from api.metrics import SLM_TIME_TO_FIRST_TOKEN
-from api.routers.conversations import session_view
 from api.schemas import StepRequest
 from api.stream_relay import relay, resume_point
 from api.temporal_errors import temporal_errors
-from api.turns import start_operation, turn_request, workflow_id
+from api.turns import session_view, start_operation, turn_request, workflow_id
 from core.clients import Clients
 from core.errors import NotFound
 from core.policy import Policy

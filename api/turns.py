@@ -4,7 +4,8 @@ takes a turn (step, stream, the OpenAI-compatible chat completion).
 `turn_request` makes the turn from the request: its message (and any earlier messages)
 redacted, its fingerprint for Idempotency-Key. `start_operation` starts the session's
 workflow if it is new (update-with-start). `run_turn` takes a turn whole, within the
-tenant's limits; `answered` gives a finished turn's headers.
+tenant's limits; `answered` gives a finished turn's headers. `session_view` reads a
+session (a page of it) for whoever may use it, for every route that names one.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from api.metrics import MODERATION_VERDICTS, TURN_DURATION
 from api.schemas import StepRequest
 from api.temporal_errors import temporal_errors
 from core.clients import Clients
+from core.errors import Forbidden
 from core.moderation import pii
 from core.policy import Policy
 from core.settings import Settings
@@ -42,7 +44,9 @@ from workflows.search_attributes import SESSION_ID, TENANT
 from workflows.turns import (
     ConversationSettings,
     ConversationState,
+    ConversationView,
     Sampling,
+    TranscriptRequest,
     TurnRequest,
     TurnResult,
 )
@@ -197,3 +201,23 @@ def answered(result: TurnResult, request: Request, response: Response) -> None:
     response.headers["Server-Timing"] = ", ".join(
         f"{stage};dur={seconds * 1000:.1f}" for stage, seconds in result.timings.items()
     )
+
+
+#: The session's state without any turn: enough to check it before a signal or an update.
+STATE_ONLY = TranscriptRequest(limit=0)
+
+
+async def session_view(
+    clients: Clients, principal: Principal, session_id: str, page: TranscriptRequest
+) -> ConversationView:
+    """The session (a page of it), if `principal` may use it: its owner or a tenant admin."""
+    session_id_var.set(session_id)
+    handle = clients.temporal.get_workflow_handle(workflow_id(principal.tenant, session_id))
+    with temporal_errors(f"session {session_id}"):
+        view: ConversationView = await handle.query(ConversationWorkflow.transcript, page)
+    if view.owner and view.owner != principal.subject and not principal.is_admin:
+        raise Forbidden(
+            f"Session {session_id} belongs to another user of the tenant; only they and the "
+            "tenant's admins can use it."
+        )
+    return view

@@ -18,9 +18,9 @@ from api.schemas import (
     TurnOut,
 )
 from api.temporal_errors import temporal_errors
-from api.turns import answered, run_turn, turn_request, workflow_id
-from core.errors import EventsBacklog, Forbidden, InvalidRequest, SessionClosed
-from core.telemetry import current_trace_id, current_traceparent, session_id_var
+from api.turns import STATE_ONLY, answered, run_turn, session_view, turn_request, workflow_id
+from core.errors import EventsBacklog, InvalidRequest, SessionClosed
+from core.telemetry import current_trace_id, current_traceparent
 from workflows.conversation import ConversationWorkflow
 from workflows.session_record import BACKLOG_ADMIT_BYTES
 from workflows.turns import (
@@ -53,26 +53,6 @@ async def step(
     result = await run_turn(turn, session_id, principal, clients, settings, limits)
     answered(result, request, response)
     return StepResponse.of(result)
-
-
-#: The session's state without any turn: enough to check it before a signal or an update.
-STATE_ONLY = TranscriptRequest(limit=0)
-
-
-async def session_view(
-    clients: ClientsDep, principal: Principal, session_id: str, page: TranscriptRequest
-) -> ConversationView:
-    """The session (a page of it), if `principal` may use it: its owner or a tenant admin."""
-    session_id_var.set(session_id)
-    handle = clients.temporal.get_workflow_handle(workflow_id(principal.tenant, session_id))
-    with temporal_errors(f"session {session_id}"):
-        view: ConversationView = await handle.query(ConversationWorkflow.transcript, page)
-    if view.owner and view.owner != principal.subject and not principal.is_admin:
-        raise Forbidden(
-            f"Session {session_id} belongs to another user of the tenant; only they and the "
-            "tenant's admins can use it."
-        )
-    return view
 
 
 @router.get("/{session_id}", responses=problems(404, 422))

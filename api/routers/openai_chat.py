@@ -32,10 +32,18 @@ from api.openai_chunks import ChunkWriter, chunk_frames
 from api.openai_errors import CHAT_PATH, MODELS_PATH, openai_errors
 from api.openai_replies import ChatCompletion, ModelCard, ModelList
 from api.openai_schemas import ChatCompletionRequest, parse_request
-from api.routers.conversations import STATE_ONLY, IdempotencyKey, session_view
+from api.routers.conversations import IdempotencyKey
 from api.schemas import SESSION_ID_PATTERN, StepRequest
 from api.turn_streams import relayed, start_stream
-from api.turns import TurnOptions, answered, run_turn, turn_request, workflow_id
+from api.turns import (
+    STATE_ONLY,
+    TurnOptions,
+    answered,
+    run_turn,
+    session_view,
+    turn_request,
+    workflow_id,
+)
 from core.clients import Clients
 from core.errors import InvalidParameter, ModelNotFound, NotFound
 from core.settings import Settings

@@ -26,7 +26,7 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from api.auth import Principal
 from api.deps import authenticate
-from api.routers.conversations import STATE_ONLY, cancel, session_view
+from api.routers.conversations import cancel
 from api.schemas import SESSION_ID_PATTERN
 from api.socket_messages import (
     CancelMessage,
@@ -39,6 +39,7 @@ from api.socket_messages import (
     parse,
 )
 from api.turn_streams import Source, find_stream, relayed, start_streamed_turn
+from api.turns import STATE_ONLY, session_view
 from core.clients import Clients
 from core.errors import (
     DependencyUnavailable,
