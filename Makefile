@@ -5,13 +5,16 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev services test promtool bench bench-ttft bench-load bench-moderation lint lock clean
+.PHONY: dev services test promtool bench bench-ttft bench-load bench-moderation lint lock clean slm-rebuild
 
 # Exact versions from the lockfile (requirements-dev.lock: the product, the embedded servers,
 # the test and lint tools), then the project itself; `make lock` renews both lockfiles.
-$(STAMP): pyproject.toml requirements-dev.lock
+# llama-cpp-python comes first, built portably (no -march=native, every x86-64 CPU variant)
+# and cached under a key of its version, flags and compiler (deploy/llama_build.py).
+$(STAMP): pyproject.toml requirements-dev.lock deploy/llama_build.py
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --upgrade pip
+	$(BIN)/python deploy/llama_build.py --python $(BIN)/python --lock requirements-dev.lock
 	$(BIN)/python -m pip install -r requirements-dev.lock
 	$(BIN)/python -m pip install --no-deps -e .
 	@$(BIN)/python -m pip check || { echo "requirements-dev.lock is behind pyproject.toml: run make lock"; exit 1; }
@@ -24,6 +27,10 @@ lock:
 	$(BIN)/python -m pip install -q 'uv>=0.13.9'
 	$(LOCK) -o requirements.lock
 	$(LOCK) --extra embedded --extra test --extra lint -o requirements-dev.lock
+
+# Build llama.cpp again (same portable flags, cache entry replaced) and reinstall it.
+slm-rebuild: $(STAMP)
+	$(BIN)/python deploy/llama_build.py --python $(BIN)/python --lock requirements-dev.lock --rebuild
 
 dev: $(STAMP)
 	$(BIN)/orchestrator dev

@@ -1,6 +1,7 @@
 """`python -m bench`: the conversation-turn benchmark; `python -m bench ttft`: time to first
 token; `python -m bench load`: load and capacity with many live sessions;
-`python -m bench moderation`: the moderation policy on its held-out set.
+`python -m bench moderation`: the moderation policy on its held-out set;
+`python -m bench slm`: the SLM's tokens per second, portable build against native.
 
 Each is a report, so it exits 0 when a target is missed.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from bench import harness, load, load_report, ttft, turns, turns_report
+from bench import harness, load, load_report, slm_builds, ttft, turns, turns_report
 from bench.moderation import evaluate
 
 
@@ -99,7 +100,20 @@ def main() -> None:
     benchmarks.add_parser(
         "moderation", description=evaluate.__doc__, help="moderation recall, false refusals, cost"
     )
+    builds = benchmarks.add_parser(
+        "slm", description=slm_builds.__doc__, help="SLM tokens/s: portable vs native build"
+    )
+    builds.add_argument("--native", default=None, help="the Python of a native build's venv")
+    builds.add_argument(
+        "--requests", dest="slm_requests", type=bounded, default=10, help="rounds (default 10)"
+    )
+    builds.add_argument("--max-tokens", type=bounded, default=256, help="default 256")
     args = parser.parse_args()
+    if args.benchmark == "slm":
+        if any(getattr(args, name) != value for name, value in TURN_DEFAULTS.items()):
+            parser.error("give slm's options after `slm`; the others are not its options")
+        slm_builds.report(asyncio.run(slm_builds.run(args.native, args.slm_requests, args.max_tokens)))  # fmt: skip
+        return
     if args.benchmark == "moderation":
         evaluate.report(evaluate.run())
         return

@@ -99,6 +99,9 @@ class Settings(BaseSettings):
     slm_model: str = Field(default=BUNDLED_MODEL_NAME, min_length=1)
     slm_api_key: str = "unused"  # vLLM and hosted servers may require one; llama.cpp does not
     slm_timeout_seconds: float = Field(default=60.0, gt=0)
+    #: The embedded SLM server's llama.cpp CPU variant (deploy/slm_server.py): "auto" takes
+    #: the widest one that this CPU and its kernel enable; a name forces one.
+    slm_cpu_variant: str = Field(default="auto", pattern=r"^[a-z0-9_.]+$")
 
     #: Development: the dev signing key and the dev codec keys are made under the data dir
     #: when absent. `orchestrator dev` sets it for what it starts; never set in production.

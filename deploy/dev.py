@@ -8,6 +8,8 @@ import signal
 import sys
 from pathlib import Path
 
+from deploy import slm_server
+from deploy.process import ServiceFailed
 from deploy.services import DevPorts
 from deploy.stack import INFRASTRUCTURE, PRODUCT, EmbeddedStack
 
@@ -32,6 +34,8 @@ async def run_dev(data_dir: Path, ports: DevPorts, services_only: bool) -> None:
     stack = EmbeddedStack(data_dir, ports)
     names = INFRASTRUCTURE if services_only else INFRASTRUCTURE + PRODUCT
     print(f"logs in {data_dir / 'logs'}", flush=True)
+    if "slm" in names:
+        print(f"slm: {_slm_variant(stack.settings.slm_cpu_variant)}", flush=True)
     starting = asyncio.create_task(
         stack.start(names, progress=lambda line: print(line, flush=True))
     )
@@ -48,13 +52,28 @@ async def run_dev(data_dir: Path, ports: DevPorts, services_only: bool) -> None:
     dev_file = data_dir / "dev.json"
     dev_file.write_text(json.dumps(urls, indent=2) + "\n")
     _print_table(urls, services_only, dev_file)
+    stopped = asyncio.create_task(stop.wait())
+    died = asyncio.create_task(stack.first_exit())
     try:
-        await stop.wait()
+        await asyncio.wait({stopped, died}, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        stopped.cancel()
+        died.cancel()
         print("stopping ...", flush=True)
         await stack.stop()
         dev_file.unlink(missing_ok=True)
         print("stopped.", flush=True)
+    if died.done() and not died.cancelled():
+        # Nothing works without it: say which one and what to do, rather than fail every turn.
+        raise ServiceFailed(died.result().exit_notice())
+
+
+def _slm_variant(requested: str) -> str:
+    """Which llama.cpp CPU variant the SLM server will load (it decides the same way)."""
+    try:
+        return slm_server.choose_for_machine(requested).describe()
+    except slm_server.VariantError as error:
+        return str(error)
 
 
 def _print_table(urls: dict[str, str], services_only: bool, dev_file: Path) -> None:

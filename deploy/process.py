@@ -29,6 +29,13 @@ def _die_with_parent() -> None:
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
+
+
 class ManagedProcess:
     def __init__(self, service: Service, log_dir: Path) -> None:
         self.service = service
@@ -59,10 +66,7 @@ class ManagedProcess:
         last_error = "no answer yet"
         while time.monotonic() < deadline:
             if self.process.returncode is not None:
-                raise ServiceFailed(
-                    f"{self.service.name} exited with code {self.process.returncode}; "
-                    f"see {self.log_path}"
-                )
+                raise ServiceFailed(self.exit_notice())
             try:
                 await self.service.ready()
                 return
@@ -73,6 +77,19 @@ class ManagedProcess:
             f"{self.service.name} was not ready after {self.service.start_timeout:.0f}s "
             f"({last_error}); see {self.log_path}"
         )
+
+    async def wait(self) -> int:
+        """Wait until the process exits; its return code."""
+        assert self.process is not None
+        return await self.process.wait()
+
+    def exit_notice(self) -> str:
+        """One line: which process exited, how, where its log is, and what to do."""
+        assert self.process is not None and self.process.returncode is not None
+        code = self.process.returncode
+        how = f"was killed by {_signal_name(-code)}" if code < 0 else f"exited with code {code}"
+        hint = f"; {self.service.hint}" if self.service.hint else ""
+        return f"{self.service.name} (pid {self.process.pid}) {how}; see {self.log_path}{hint}"
 
     async def stop(self, grace_seconds: float = 15.0) -> None:
         """SIGTERM the process group, then SIGKILL whatever is still there after the grace."""

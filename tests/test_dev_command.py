@@ -30,17 +30,10 @@ EXPECTED_KEYS = {
 }
 
 
-@asynccontextmanager
-async def running_dev(
-    data_dir: Path, *extra: str
-) -> AsyncIterator[tuple[dict[str, str], list[psutil.Process]]]:
-    """Run `orchestrator dev` until it has written dev.json; stop it with Ctrl-C (SIGINT) after.
-
-    Yields dev.json and every process it started, and checks on the way out that the
-    launcher exited 0 and that none of those processes is still alive.
-    """
+def _flags(data_dir: Path) -> list[str]:
+    """--data-dir and a free port for every server."""
     ports = DevPorts.free()
-    flags = [
+    return [
         "--data-dir",
         str(data_dir),
         "--api-port",
@@ -58,12 +51,23 @@ async def running_dev(
         "--worker-metrics-port",
         str(ports.worker_metrics),
     ]
+
+
+@asynccontextmanager
+async def running_dev(
+    data_dir: Path, *extra: str
+) -> AsyncIterator[tuple[dict[str, str], list[psutil.Process]]]:
+    """Run `orchestrator dev` until it has written dev.json; stop it with Ctrl-C (SIGINT) after.
+
+    Yields dev.json and every process it started, and checks on the way out that the
+    launcher exited 0 and that none of those processes is still alive.
+    """
     launcher = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "orchestrator",
         "dev",
-        *flags,
+        *_flags(data_dir),
         *extra,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
@@ -150,3 +154,33 @@ async def test_search_attributes_of_the_interface_are_registered(temporal: Clien
         "LastVerdict": "Keyword",
     }
     assert {name: registered.get(name) for name in interface} == interface
+
+
+async def test_a_server_that_dies_stops_dev_named_with_what_to_do(tmp_path: Path) -> None:
+    launcher = await asyncio.create_subprocess_exec(
+        *(sys.executable, "-m", "orchestrator", "dev", "--services", *_flags(tmp_path)),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    dev_file = tmp_path / "dev.json"
+    async with asyncio.timeout(240):
+        while not dev_file.exists():
+            assert launcher.returncode is None, (await launcher.stderr.read()).decode()  # type: ignore[union-attr]
+            await asyncio.sleep(0.25)
+    children = psutil.Process(launcher.pid).children(recursive=True)
+    [slm] = [p for p in children if "deploy.slm_server" in p.cmdline()]
+    # How a llama.cpp built for another CPU ends at its first completion.
+    slm.send_signal(signal.SIGSEGV)
+    async with asyncio.timeout(60):
+        stdout, stderr = await launcher.communicate()
+
+    assert launcher.returncode == 1
+    printed, said = stdout.decode(), stderr.decode()
+    assert re.search(r"^slm: llama\.cpp CPU variant \w+ \(", printed, re.MULTILINE), printed
+    log = tmp_path / "logs" / "slm.log"
+    assert f"orchestrator: slm (pid {slm.pid}) was killed by SIGSEGV; see {log}" in said, said
+    assert "rebuild it with `make slm-rebuild`" in said
+    assert "stopping ..." in printed and "stopped." in printed
+    alive = [p for p in children if p.is_running() and p.status() != psutil.STATUS_ZOMBIE]
+    assert alive == [], [p.cmdline()[:3] for p in alive]
+    assert not dev_file.exists()
