@@ -57,7 +57,7 @@ class Admission:
         checks = [*request.seed, request.check]
         try:
             verdicts = await asyncio.gather(
-                *(self._moderator.check(c.text, c.stage, c.context) for c in checks)
+                *(self._moderator.check(c.text, c.stage, c.context, c.asked) for c in checks)
             )
         finally:
             lease = await lease_read  # bounded by LEASE_READ_SECONDS; it never raises

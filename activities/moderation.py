@@ -32,8 +32,11 @@ if TYPE_CHECKING:  # the engine loads ONNX Runtime and scikit-learn: only worker
 class ModerationRequest:
     text: str
     stage: str  # "input" or "output"
-    #: The session's recent user turns, oldest first, read together with `text`.
+    #: The session's recent answered user turns, oldest first, read together with `text`.
     context: list[str] = field(default_factory=list)
+    #: Its recent user turns, refused ones included, oldest first: what a follow-up is read
+    #: with (None: `context`, as requests recorded before this field read).
+    asked: list[str] | None = None
 
 
 @dataclass
@@ -51,6 +54,9 @@ class Verdict:
     provider: str | None = None
     #: Its score: 1.0 for a rule, the classifier's score, None for a guard model.
     score: float | None = None
+    #: What it read: "message" (the message alone) or "conversation" (the message with the
+    #: turns before it); None when allowed.
+    basis: str | None = None
 
 
 def public_verdict(verdict: Verdict) -> dict[str, Any]:
@@ -63,6 +69,7 @@ def public_verdict(verdict: Verdict) -> dict[str, Any]:
         "constitution_hash": verdict.constitution_hash,
         "provider": verdict.provider,
         "score": verdict.score,
+        "basis": verdict.basis,
     }
 
 
@@ -78,6 +85,7 @@ def verdict_of(policy: Policy, finding: Finding | None, stage: str, seconds: flo
         duration_seconds=seconds,
         provider=finding.provider if finding else None,
         score=finding.score if finding else None,
+        basis=finding.basis if finding else None,
     )
 
 
@@ -96,9 +104,15 @@ class Moderator:
 
         return cls(Engine.load(policy, threads))
 
-    async def check(self, text: str, stage: str, context: Sequence[str] = ()) -> Verdict:
+    async def check(
+        self,
+        text: str,
+        stage: str,
+        context: Sequence[str] = (),
+        asked: Sequence[str] | None = None,
+    ) -> Verdict:
         started = time.perf_counter()
-        outcome = await asyncio.to_thread(self.engine.check, text, stage, context)
+        outcome = await asyncio.to_thread(self.engine.check, text, stage, context, asked)
         finding = outcome.finding or await self._guards.check(text, stage, context)
         return verdict_of(self.policy, finding, stage, time.perf_counter() - started)
 
@@ -122,4 +136,6 @@ class ModerationActivities:
 
     @activity.defn(name="moderation.check")
     async def check(self, request: ModerationRequest) -> Verdict:
-        return await self._moderator.check(request.text, request.stage, request.context)
+        return await self._moderator.check(
+            request.text, request.stage, request.context, request.asked
+        )

@@ -49,6 +49,11 @@ class VerdictOut(BaseModel):
     score: float | None = Field(
         default=None, description="its score: 1.0 for a rule, the classifier's, null for a guard"
     )
+    basis: Literal["message", "conversation"] | None = Field(
+        default=None,
+        description="what it read: the message alone, or the message with the turns before "
+        "it (a follow-up, or a request split over turns); null when allowed",
+    )
 
     @classmethod
     def of(cls, verdict: Verdict) -> VerdictOut:
@@ -60,6 +65,7 @@ class VerdictOut(BaseModel):
             constitution_hash=verdict.constitution_hash,
             provider=verdict.provider,
             score=verdict.score,
+            basis=verdict.basis,  # type: ignore[arg-type]
         )
 
 

@@ -114,7 +114,12 @@ def wheel_in(directory: Path) -> Path:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--python", required=True, help="the environment to install into")
-    parser.add_argument("--lock", type=Path, default=Path("requirements-dev.lock"))
+    parser.add_argument(
+        "--lock",
+        type=Path,
+        default=Path("requirements-dev.lock"),
+        help="the lockfile that pins its version (default: requirements-dev.lock)",
+    )
     parser.add_argument("--rebuild", action="store_true", help="build again even if cached")
     parser.add_argument("--no-install", action="store_true", help="only build (and cache)")
     parser.add_argument(

@@ -54,6 +54,7 @@ async def test_a_classifier_refusal_agrees_everywhere(
     verdict = response.json()["verdict"]
     assert (verdict["decision"], verdict["provider"]) == ("refuse", "classifier")
     assert verdict["category"] == "self_harm" and 0 < verdict["score"] <= 1
+    assert verdict["basis"] == "message"  # the message alone was enough
     assert response.headers["x-policy-verdict"] == "refuse"
     events = await records_for_key(
         settings.kafka_bootstrap, settings.conversation_events_topic, session, bool
@@ -77,8 +78,12 @@ async def test_a_request_split_over_two_turns_is_refused_on_the_second(
     assert alone.json()["status"] == "completed", "the second message alone is allowed"
     session = f"split-{uuid.uuid4().hex[:10]}"
     assert (await _step(api, token, session, first)).json()["status"] == "completed"
-    verdict = (await _step(api, token, session, second)).json()["verdict"]
+    refused = (await _step(api, token, session, second)).json()
+    verdict = refused["verdict"]
     assert (verdict["decision"], verdict["stage"]) == ("refuse", "input")
+    # Which turn, which layer, and that the conversation was the reason.
+    assert refused["turn"] == 2
+    assert (verdict["provider"], verdict["basis"]) == ("classifier", "conversation")
 
 
 async def test_personal_data_is_kept_out_of_history_events_and_transcript(

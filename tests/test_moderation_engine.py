@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import base64
 import json
+from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from activities.moderation import Moderator
 from core.moderation import pii
+from core.moderation.classifier import Classifier, Heads
 from core.moderation.engine import Engine
 from core.moderation.normalize import normalise, readings
 from core.policy import Policy, load_policy
@@ -118,7 +121,25 @@ def test_the_recent_turns_are_read_with_the_message(engine: Engine) -> None:
     first, second = SPLIT_REQUEST
     assert engine.check(first, "input").finding is None
     assert engine.check(second, "input").finding is None
-    assert engine.check(second, "input", [first]).finding is not None
+    finding = engine.check(second, "input", [first]).finding
+    assert finding is not None and finding.basis == "conversation"
+    assert engine.check(HARMFUL, "input", [first]).finding.basis == "message"  # type: ignore[union-attr]
+
+
+def test_a_follow_up_is_judged_in_its_conversation_refused_turns_included(policy: Policy) -> None:
+    """The routing of a turn the follow-up head calls a follow-up (here a head that calls
+    every turn one, on the bundled heads): judged by the recent turns joined with it, the
+    refused ones included, and never alone."""
+    heads = Heads.load()
+    always = {"follow_w": np.zeros(384, np.float32), "follow_b": np.float32(20), "follow_threshold": 0.5}  # fmt: skip
+    engine = Engine(policy, Classifier(replace(heads, arrays={**heads.arrays, **always})))
+    benign = "how do i reverse a string in python"
+    assert engine.check(HARMFUL, "input").finding is not None  # no conversation: alone
+    assert engine.check("now the whole program", "input", [benign]).finding is None
+    # The harmful turn was refused, so it is not among the answered ones, but it was asked.
+    finding = engine.check("ok and the rest of it", "input", [benign], [benign, HARMFUL]).finding
+    assert finding is not None and finding.basis == "conversation"
+    assert engine.check("ok and the rest of it", "input", [benign]).finding is None
 
 
 def test_personal_data_is_replaced_by_typed_placeholders() -> None:

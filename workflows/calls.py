@@ -22,12 +22,14 @@ _SLM_RETRY = RetryPolicy(
 )
 
 
-async def moderate(text: str, stage: str, context: list[str] | None = None) -> Verdict:
+async def moderate(
+    text: str, stage: str, context: list[str] | None = None, asked: list[str] | None = None
+) -> Verdict:
     """A local activity: fast, and its verdict is recorded in history (the engine or a guard
     model may change; a replay reads the verdict, never asks again)."""
     verdict: Verdict = await workflow.execute_local_activity(
         "moderation.check",
-        ModerationRequest(text=text, stage=stage, context=context or []),
+        ModerationRequest(text=text, stage=stage, context=context or [], asked=asked),
         start_to_close_timeout=timedelta(seconds=10),
         result_type=Verdict,
     )

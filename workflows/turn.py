@@ -164,12 +164,19 @@ class Turn:
         return await self._end("completed", completion.text, checks, usage, timings, reason)
 
     async def _check_input(self) -> Verdict:
-        return await self._moderate(self._request.message, "input", self._context_for_check())
+        return await self._moderate(
+            self._request.message, "input", self._context_for_check(), self._asked_for_check()
+        )
 
     def _context_for_check(self) -> list[str]:
         # Refused turns stay out: one refusal must not make the next innocent message look bad.
         answered = [t.message for t in self._state.turns if t.status == "completed"]
         return answered[-MODERATION_CONTEXT_TURNS:]
+
+    def _asked_for_check(self) -> list[str]:
+        # ... except for a follow-up ("now the whole thing"), which asks for what was refused.
+        asked = [t.message for t in self._state.turns if t.status in ("completed", "refused")]
+        return asked[-MODERATION_CONTEXT_TURNS:]
 
     def _open_stream(self, verdict: Verdict | None) -> None:
         if self._stream is not None:
@@ -188,7 +195,12 @@ class Turn:
             raise TurnCancelled()
         admission = None
         if self._admitted_in_call:
-            check = ModerationRequest(self._request.message, "input", self._context_for_check())
+            check = ModerationRequest(
+                self._request.message,
+                "input",
+                self._context_for_check(),
+                self._asked_for_check(),
+            )
             admission = AdmissionRequest(check, settings.tenant, seed_checks(self._seed))
         # The SLM call gets what is left of the turn's time, its retries included: a turn
         # stuck there (no SLM worker, a server that never answers) ends `failed` at the limit.
@@ -245,8 +257,14 @@ class Turn:
             return completion.verdict
         return await self._moderate(completion.text, "output")
 
-    async def _moderate(self, text: str, stage: str, context: list[str] | None = None) -> Verdict:
-        verdict = await calls.moderate(text, stage, context)
+    async def _moderate(
+        self,
+        text: str,
+        stage: str,
+        context: list[str] | None = None,
+        asked: list[str] | None = None,
+    ) -> Verdict:
+        verdict = await calls.moderate(text, stage, context, asked)
         self._state.policy = verdict
         return verdict
 

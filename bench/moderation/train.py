@@ -33,9 +33,11 @@ from numpy.typing import NDArray
 from sklearn.decomposition import PCA
 from sklearn.feature_extraction.text import TfidfTransformer
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import StratifiedKFold
+from sklearn.model_selection import StratifiedGroupKFold
 from sklearn.neural_network import MLPClassifier
 
+from bench.moderation import conversations
+from bench.moderation.conversations import Conversation, joined
 from bench.moderation.dataset import Example, load
 from core.moderation.classifier import (
     HEADS_FILE,
@@ -53,6 +55,10 @@ POLICY = Path(str(resources.files("core.policies"))) / "default.json"
 HEAD, TAIL = 16, 40
 NGRAM_FEATURES = 2**18
 SEEDS = 3
+#: The policy's `context_turns`: how many turns before a message the engine joins with it.
+CONTEXT_TURNS = 3
+#: A turn this likely a follow-up is judged with its conversation, not alone.
+FOLLOW_UP_THRESHOLD = 0.5
 Floats = NDArray[np.float64]
 
 
@@ -137,6 +143,64 @@ def threshold(scores: Floats, sets: NDArray[np.str_], benign: float, hard: float
     return 1.0
 
 
+def follow_up_head(x: NDArray[np.float32], follows: NDArray[np.bool_]) -> dict[str, Any]:
+    """A logistic regression on the embedding: is a turn a follow-up (see conversations.py)?"""
+    model = LogisticRegression(C=2, class_weight="balanced", max_iter=5000).fit(x, follows)
+    return {
+        "follow_w": model.coef_[0].astype(np.float32),
+        "follow_b": np.float32(model.intercept_[0]),
+        "follow_threshold": FOLLOW_UP_THRESHOLD,
+    }
+
+
+def decisive(model: Model, follow: dict[str, Any], embedded: Embedded, c: Conversation) -> Floats:
+    """The score that decides each user turn of `c` as the engine reads it, every turn before
+    it answered (true up to the first refusal, which is all a rate needs)."""
+    xs, normalised = embedded.of(list(c.user_turns))
+    alone = model.scores(xs, normalised).max(axis=1)
+    follows = 1 / (1 + np.exp(-(xs @ follow["follow_w"] + follow["follow_b"])))
+    joins = [joined(c.user_turns, n, CONTEXT_TURNS) for n in range(2, len(c.user_turns) + 1)]
+    together = model.scores(*embedded.of(joins)).max(axis=1) if joins else np.zeros(0)
+    out: Floats = alone.copy()
+    for i in range(1, len(c.user_turns)):
+        is_follow_up = follows[i] >= FOLLOW_UP_THRESHOLD
+        out[i] = together[i - 1] if is_follow_up else max(alone[i], together[i - 1])
+    return out
+
+
+class Embedded:
+    """Normalised texts and their embeddings, each embedded once."""
+
+    def __init__(self, embedder: Embedder) -> None:
+        self._embedder = embedder
+        self._cache: dict[str, NDArray[np.float32]] = {}
+
+    def of(self, raw: list[str]) -> tuple[NDArray[np.float32], list[str]]:
+        texts = [normalise(t) for t in raw]
+        missing = [t for t in dict.fromkeys(texts) if t not in self._cache]
+        if missing:
+            self._cache.update(zip(missing, self._embedder.embed(missing), strict=True))
+        return np.vstack([self._cache[t] for t in texts]), texts
+
+
+def conversation_rates(
+    turn_scores: list[tuple[Conversation, Floats]], t: float
+) -> dict[str, float]:
+    """Out of fold at threshold `t`: benign and hard benign conversations with a refused turn,
+    harmful ones refused at or before their harm turn (per kind and overall)."""
+    groups: dict[str, list[bool]] = {}
+    for c, scores in turn_scores:
+        refused = np.flatnonzero(scores >= t)
+        first = int(refused[0]) + 1 if len(refused) else None
+        if c.harmful:
+            right = first is not None and first <= (c.harm_turn or 0)
+            groups.setdefault("harmful", []).append(right)
+            groups.setdefault(f"harmful:{c.kind}", []).append(right)
+        else:
+            groups.setdefault(c.set, []).append(first is not None)
+    return {name: float(np.mean(v)) for name, v in sorted(groups.items())}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.moderation.train", description=__doc__)
     parser.add_argument("--alpha", type=float, default=0.01, help="L2 penalty of the nets")
@@ -147,29 +211,49 @@ def main() -> None:
     parser.add_argument("--write-policy", action="store_true", help="update the bundled policy")
     args = parser.parse_args()
 
-    examples = load("train")
+    singles = load("train")
+    dialogues = conversations.load("train")
+    derived = list(conversations.examples(dialogues, CONTEXT_TURNS))
+    examples = singles + [e for _, e in derived]
+    groups = [f"single-{i}" for i in range(len(singles))] + [g for g, _ in derived]
     categories = sorted(REQUIRED_CATEGORIES)
-    texts = [normalise(e.text) for e in examples]
-    x = Embedder(HEAD, TAIL, threads=2).embed(texts)
+    embedded = Embedded(Embedder(HEAD, TAIL, threads=2))
+    x, texts = embedded.of([e.text for e in examples])
+    turns = list(conversations.follow_ups(dialogues))
+    follow_x, _ = embedded.of([t for _, t, _ in turns] + [e.text for e in singles])
+    follows = np.array([f for _, _, f in turns] + [False] * len(singles))
+    follow_groups = np.array([g for g, _, _ in turns] + groups[: len(singles)])
+
     labels = np.array([e.label for e in examples])
     folds = np.zeros((len(examples), len(categories)))
-    for train, test in StratifiedKFold(5, shuffle=True, random_state=7).split(x, labels):
+    turn_scores: list[tuple[Conversation, Floats]] = []
+    splitter = StratifiedGroupKFold(5, shuffle=True, random_state=7)
+    for train, test in splitter.split(x, labels, groups):
         part = [examples[i] for i in train]
         model = Model(x[train], [texts[i] for i in train], part, categories, args.alpha)
         folds[test] = model.scores(x[test], [texts[i] for i in test])
+        held = {groups[i] for i in test}
+        follow = follow_up_head(follow_x[~np.isin(follow_groups, list(held))], follows[~np.isin(follow_groups, list(held))])  # fmt: skip
+        for c in dialogues:
+            if c.id in held:
+                turn_scores.append((c, decisive(model, follow, embedded, c)))
     sets = np.array([e.set for e in examples])
+    single = np.arange(len(examples)) < len(singles)
     top = folds.max(axis=1)
-    chosen = threshold(top, sets, args.benign, args.hard_benign)
+    chosen = threshold(top[single], sets[single], args.benign, args.hard_benign)
     thresholds = {category: chosen for category in categories}
     refused = top >= chosen
-    print(f"threshold {chosen} for every category; out of fold it refuses:")
+    print(f"threshold {chosen} for every category; out of fold it refuses, of single requests:")
     for kind in ("harmful", "jailbreak", "benign", "hard_benign"):
-        print(f"  {kind:12} {refused[sets == kind].mean():.3f}")
+        print(f"  {kind:12} {refused[single & (sets == kind)].mean():.3f}")
     for index, category in enumerate(categories):
-        own = (labels == category) & (sets == "harmful")
+        own = (labels == category) & (sets == "harmful") & single
         print(f"  {category:17} {refused[own].mean():.3f} of {int(own.sum())}")
+    print("and of conversations (benign sets: any turn refused; harmful: caught in time):")
+    for name, rate in conversation_rates(turn_scores, chosen).items():
+        print(f"  {name:30} {rate:.3f}")
     model = Model(x, texts, examples, categories, args.alpha)
-    arrays = model.arrays()
+    arrays = model.arrays() | follow_up_head(follow_x, follows)
     digest = hashlib.sha256(b"".join(np.asarray(a).tobytes() for a in arrays.values()))
     # The day and the weights: two trainings on one day are two versions.
     version = f"{datetime.date.today():%Y.%m.%d}-{digest.hexdigest()[:8]}"

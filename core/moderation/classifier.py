@@ -216,8 +216,19 @@ def _projected(embeddings: Array, mean: Array, projection: Array) -> Array:
     return unit.astype(np.float32)
 
 
+@dataclass(frozen=True)
+class Reading:
+    """What the classifier reads in each of a batch of texts."""
+
+    #: One row per text, one column per category (in `Classifier.categories` order), 0 to 1.
+    scores: Array
+    #: How likely each text is a follow-up that means nothing without the conversation
+    #: before it ("now the whole program", "and how much of it?"), 0 to 1.
+    follow_up: Array
+
+
 class Classifier:
-    """Scores per category for a batch of texts."""
+    """Scores per category for a batch of texts, and whether each is a follow-up."""
 
     def __init__(self, heads: Heads, threads: int = 1) -> None:
         self.heads = heads
@@ -231,10 +242,18 @@ class Classifier:
         threadpool_limits(limits=1, user_api="blas")
         self._sparse = [SparseHead(heads.arrays, view) for view in SPARSE_VIEWS]
         self._nets = int(heads.arrays["mlp_count"])
+        # Heads trained before the follow-up head existed read every text as standalone.
+        self.follow_up_threshold = float(heads.arrays.get("follow_threshold", np.inf))
 
     def scores(self, texts: list[str]) -> Array:
         """One row per text, one column per category (in `categories` order), 0 to 1."""
+        return self.read(texts).scores
+
+    def read(self, texts: list[str]) -> Reading:
         embeddings = self._embedder.embed(texts)
+        return Reading(self._scores(embeddings, texts), self._follow_up(embeddings))
+
+    def _scores(self, embeddings: Array, texts: list[str]) -> Array:
         views = [
             self._embedding_harmful(embeddings),
             self._neighbours.harmful(embeddings),
@@ -243,6 +262,12 @@ class Classifier:
         harmful: Array = np.mean(views, axis=0).astype(np.float32)
         scores: Array = (harmful[:, None] * self._split(embeddings)).astype(np.float32)
         return scores
+
+    def _follow_up(self, embeddings: Array) -> Array:
+        a = self.heads.arrays
+        if "follow_w" not in a:
+            return np.zeros(len(embeddings), np.float32)
+        return _sigmoid(embeddings @ a["follow_w"] + a["follow_b"])
 
     def _embedding_harmful(self, embeddings: Array) -> Array:
         a = self.heads.arrays

@@ -1,9 +1,11 @@
 """The built-in moderation engine: normalisation, then rules, then the classifier.
 
-Each layer reads every reading of the text (see `normalize`), and for an input check also the
-session's recent user turns joined with the message, so a request split across turns or
-built up over several is read whole. The first layer that refuses decides; its name, score
-and category go into the verdict. Guard models, which are remote, are asked after these by
+Each layer reads every reading of the text (see `normalize`), and an input check reads it in
+its conversation: a follow-up that carries no content of its own is judged by what it asks
+for in context, and any other message alone and then joined with the answered turns before
+it, so a request split across turns or built up over several is read whole. The first layer
+that refuses decides; its name, score, category and basis (the message alone, or the
+conversation) go into the verdict. Guard models, which are remote, are asked after these by
 the moderation activity.
 """
 
@@ -54,24 +56,33 @@ class Engine:
             raise ValueError(f"the classifier has no head for {sorted(unknown)}")
         return cls(policy, Classifier(heads, threads))
 
-    def check(self, text: str, stage: str, context: Sequence[str] = ()) -> Outcome:
-        """Every built-in layer, in order, on `text` (and on `context` joined with it)."""
+    def check(
+        self,
+        text: str,
+        stage: str,
+        context: Sequence[str] = (),
+        asked: Sequence[str] | None = None,
+    ) -> Outcome:
+        """Every built-in layer, in order, on `text` read in its conversation.
+
+        `context`: the session's recent answered user turns, oldest first; `asked`: its
+        recent user turns whether answered or refused (default: `context`). A reply is
+        judged on its own."""
         layers: dict[str, float] = {}
         started = time.perf_counter()
         texts = readings(text)
-        # Only an input is read with the turns before it: a reply is judged on its own.
-        turns = self.policy.document.context_turns
-        recent = list(context)[-turns:] if turns and stage == "input" else []
-        if recent:
-            joined = "\n".join([*recent, text])[-CONTEXT_CHARS:]
-            texts.append(normalise(joined))
+        turns = self.policy.document.context_turns if stage == "input" else 0
+        answered = list(context)[-turns:] if turns else []
+        recent = list(context if asked is None else asked)[-turns:] if turns else []
         layers["normalise"] = time.perf_counter() - started
         started = time.perf_counter()
         finding = self._rules(texts)
+        if finding is None and answered:
+            finding = self._rules([_joined(answered, text)], basis="conversation")
         layers["rules"] = time.perf_counter() - started
         if finding is None and self.classifies(stage):
             started = time.perf_counter()
-            finding = self._classify(texts)
+            finding = self._classify(texts, answered, recent, text)
             layers["classifier"] = time.perf_counter() - started
         return Outcome(finding, layers)
 
@@ -83,24 +94,36 @@ class Engine:
         """The cheap layers alone (normalisation and rules): for every step of a stream."""
         return self._rules(readings(text))
 
-    def _rules(self, texts: list[str]) -> Finding | None:
+    def _rules(self, texts: list[str], basis: str = "message") -> Finding | None:
         for reading in texts:
             match = self.policy.first_match(reading)
             if match is not None:
-                return Finding(match.category, "rules", 1.0)
+                return Finding(match.category, "rules", 1.0, basis)
         return None
 
-    def _classify(self, texts: list[str]) -> Finding | None:
-        """The readings one at a time, in order: the first one refused decides, so a
-        request refused as written costs one embedding, whatever else it hides."""
+    def _classify(
+        self, texts: list[str], answered: list[str], recent: list[str], text: str
+    ) -> Finding | None:
+        """A follow-up (a turn that means nothing without the conversation: "now the whole
+        program") is judged by what it asks for in context: the recent turns joined with it,
+        refused ones included, never alone. Any other turn is judged alone, reading by
+        reading (the first refused decides, so a request refused as written costs one
+        embedding), then joined with the answered turns before it, so a request split over
+        turns is read whole."""
         assert self._classifier is not None
-        for reading in texts:
-            finding = self._decide(self._classifier.scores([reading])[0])
-            if finding is not None:
-                return finding
-        return None
+        reading = self._classifier.read(texts[:1])
+        if recent and reading.follow_up[0] >= self._classifier.follow_up_threshold:
+            joined = self._classifier.scores([_joined(recent, text)])[0]
+            return self._decide(joined, "conversation")
+        finding = self._decide(reading.scores[0])
+        for other in texts[1:]:  # what the message hides (leetspeak undone, decoded payloads)
+            finding = finding or self._decide(self._classifier.scores([other])[0])
+        if finding is None and answered:
+            joined = self._classifier.scores([_joined(answered, text)])[0]
+            finding = self._decide(joined, "conversation")
+        return finding
 
-    def _decide(self, scores: Array) -> Finding | None:
+    def _decide(self, scores: Array, basis: str = "message") -> Finding | None:
         assert self._classifier is not None
         best: Finding | None = None
         margin = 0.0
@@ -109,5 +132,12 @@ class Engine:
             score = float(scores[index])
             # The category furthest over its own threshold decides.
             if threshold is not None and score >= threshold and score - threshold >= margin:
-                best, margin = Finding(category, "classifier", round(score, 4)), score - threshold
+                best = Finding(category, "classifier", round(score, 4), basis)
+                margin = score - threshold
         return best
+
+
+def _joined(turns: list[str], text: str) -> str:
+    """The recent turns and the message as one normalised text, read up to CONTEXT_CHARS
+    from its end."""
+    return normalise("\n".join([*turns, text])[-CONTEXT_CHARS:])
