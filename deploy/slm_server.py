@@ -117,7 +117,9 @@ def amx_permitted() -> bool:
     if sys.platform != "linux" or platform.machine() != "x86_64":
         return False
     libc = ctypes.CDLL(None, use_errno=True)
-    return int(libc.syscall(_SYS_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA)) == 0
+    # syscall(2) is variadic: each argument passed as the C long it reads.
+    args = (_SYS_ARCH_PRCTL, _ARCH_REQ_XCOMP_PERM, _XFEATURE_XTILEDATA)
+    return int(libc.syscall(*(ctypes.c_long(a) for a in args))) == 0
 
 
 def library_dir() -> Path:

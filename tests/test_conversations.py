@@ -115,6 +115,7 @@ async def test_refused_input_gets_the_refusal_message_verdict_and_event(
         "constitution_hash": body["verdict"]["constitution_hash"],
         "provider": "rules",
         "score": 1.0,
+        "basis": "message",
     }
     assert body["reply"] == "I can't help with making or modifying weapons or explosives."
     assert body["usage"] == {"prompt_tokens": 0, "completion_tokens": 0}
