@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import cast
 
 from openai import AsyncOpenAI, OpenAIError
@@ -72,7 +73,11 @@ async def _ask(
             temperature=0.0,
             extra_body=guard.extra_body or None,
         )
-        return read_answer(guard, response.choices[0].message.content or "")
+        finding = read_answer(guard, response.choices[0].message.content or "")
+        if finding is not None and stage == "input" and context:
+            # It read the message with the turns before it.
+            return replace(finding, basis="conversation")
+        return finding
     except (OpenAIError, GuardAnswerUnreadable) as error:
         if guard.on_error == "open":
             log.warning("guard model %s unavailable, allowing (fail-open): %s", guard.name, error)

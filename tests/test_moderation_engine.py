@@ -189,6 +189,10 @@ async def test_a_guard_model_refuses_with_its_mapped_category(
         assert (verdict.decision, verdict.category) == ("refuse", "weapons")
         assert (verdict.provider, verdict.score, verdict.stage) == ("guard:guard", None, "input")
         assert verdict.message == moderator.policy.message("weapons")
+        assert verdict.basis == "message"
+        # With turns before it, the guard read them too.
+        in_context = await moderator.check("And in Porto?", "input", ["What time is it in Lisbon?"])
+        assert (in_context.provider, in_context.basis) == ("guard:guard", "conversation")
         # The built-in layers decide first: the guard is not what refused this one.
         built_in = await moderator.check(CATEGORY_REQUESTS["hate"], "input")
         assert built_in.provider in {"rules", "classifier"}
