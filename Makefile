@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev services test promtool bench bench-ttft bench-load bench-moderation lint lock clean slm-rebuild
+.PHONY: dev services test test-unit promtool bench bench-ttft bench-load bench-moderation heads lint lock clean slm-rebuild
 
 # Exact versions from the lockfile (requirements-dev.lock: the product, the embedded servers,
 # the test and lint tools), then the project itself; `make lock` renews both lockfiles.
@@ -41,6 +41,11 @@ services: $(STAMP)
 test: $(STAMP) promtool
 	$(BIN)/pytest
 
+# The fast lane: every test that starts no server (tests/conftest.py marks the others
+# `servers`): the engine, codec, schemas, replay of committed histories, configuration.
+test-unit: $(STAMP)
+	$(BIN)/pytest -m "not servers" -p no:cacheprovider
+
 # promtool checks and unit-tests the alert rules (tests/test_monitoring.py); it comes with
 # Debian's prometheus package (whose server is not started).
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
@@ -62,10 +67,15 @@ bench-load: $(STAMP)
 bench-moderation: $(STAMP)
 	$(BIN)/python -m bench moderation
 
+# Train the moderation classifier's heads again from classifier/data/ and write them, with
+# the thresholds they were chosen with, into the bundled policy (a new constitution hash).
+heads: $(STAMP)
+	$(BIN)/python -m classifier.train --write-policy
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy --strict orchestrator.py core api worker deploy activities workflows bench chat
+	$(BIN)/mypy --strict orchestrator.py core api worker deploy activities workflows bench chat classifier
 
 clean:
 	rm -rf $(VENV) .orchestrator .pytest_cache

@@ -9,10 +9,10 @@ stream and appends each delta as a `token` event as it comes (the stream is the 
 no reader can slow it), and still returns the whole reply, which is what history records.
 A retried attempt first appends `retract`, so a reader discards the earlier attempt's text.
 
-A streamed reply is checked on windows as it grows (activities/reply_check.py); the whole
+A streamed reply is checked on windows as it grows (core/moderation/reply_check.py); the whole
 reply is checked once complete, through every layer (guard models included).
 
-A turn's admission, the input check and the training lease read (activities/admission.py),
+A turn's admission, the input check and the training lease read (core/admission.py),
 runs first, in the same activity: the SLM server is only called once the check allows.
 """
 
@@ -32,10 +32,12 @@ from opentelemetry.trace import SpanKind
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.admission import Admission, AdmissionRequest, Admitted
-from activities.moderation import Moderator, Verdict, public_verdict
-from activities.reply_check import CheckedReply
-from activities.turn_stream import StreamEvent, StreamTarget, TurnStreams
+from activities.redis_stream import StreamEvent, StreamTarget, TurnStreams
+from core.admission import Admission, AdmissionRequest, Admitted
+from core.messages import ChatMessage
+from core.moderation.moderator import Moderator
+from core.moderation.reply_check import CheckedReply
+from core.moderation.verdict import Verdict, public_verdict
 from core.settings import Settings
 
 #: The ApplicationError type of a request the SLM server refused (HTTP 400).
@@ -47,12 +49,6 @@ _tracer = trace.get_tracer("orchestrator.slm")
 _HEARTBEAT_SECONDS = 0.25
 #: The sampling temperature of a turn whose client asked for none.
 DEFAULT_TEMPERATURE = 0.7
-
-
-@dataclass
-class ChatMessage:
-    role: str
-    content: str
 
 
 @dataclass

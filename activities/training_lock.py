@@ -1,158 +1,40 @@
-"""The training-mode lock in Redis: a leased, fenced key per tenant, which every process reads.
+"""The training-mode lock's activities: acquire, renew, release and read a tenant's lease in
+Redis (the keys, the lease and the compare-and-act scripts: core/training_lock.py).
 
-`orchestrator:training:{<tenant>}:lock` holds the lease as JSON (token, holder, fence, reason,
-enabled_at, expires_at), written with SET NX PX so it vanishes by itself at `expires_at`.
-`orchestrator:training:{<tenant>}:fence` grows by one at every enable. Only a compare-and-act
-script, given the holder's token, extends, restores or releases a lease, so a stale holder can
-never touch a newer one; a released lease leaves its token behind
-(`...:released:<token>`, until the lease would have expired) so that a renewal still in
-flight cannot write it back. The braces are a Redis Cluster hash tag: a tenant's keys share
-one slot, as a script's keys must. TrainingModeWorkflow is the only writer; every activity
-here is idempotent, so Temporal may retry any of them.
+TrainingModeWorkflow is the only writer; every activity here is idempotent, so Temporal may
+retry any of them. A turn's admission reads the lease through `read_lease`.
 """
 
 from __future__ import annotations
-
-import json
-import time
-from dataclasses import asdict, dataclass
-from datetime import datetime
-from typing import Any
 
 from redis.asyncio import Redis
 from temporalio import activity
 from temporalio.common import MetricMeter
 
-TENANTS_KEY = "orchestrator:training:tenants"
-
-# KEYS: lock, fence. ARGV: token, lease JSON, ttl ms, lowest acceptable fence.
-# Holding the lease already (a retried acquire) returns it unchanged: the fence moves once.
-_ACQUIRE = """
-local current = redis.call('GET', KEYS[1])
-if current then
-  if cjson.decode(current).token == ARGV[1] then return {1, current} end
-  return {0, current}
-end
-local fence = redis.call('INCR', KEYS[2])
-if fence < tonumber(ARGV[4]) then
-  fence = tonumber(ARGV[4])
-  redis.call('SET', KEYS[2], fence)
-end
-local lease = cjson.decode(ARGV[2])
-lease.fence = fence
-local value = cjson.encode(lease)
-redis.call('SET', KEYS[1], value, 'NX', 'PX', ARGV[3])
-return {1, value}
-"""
-
-# KEYS: lock, fence, released. ARGV: token, lease JSON, ttl ms, fence.
-# 0: another holder's lease is there; 1: ours, rewritten; 2: it was gone, written back
-# (with the fence counter, should Redis have lost that too); 3: it was released, left gone.
-_RENEW = """
-if redis.call('EXISTS', KEYS[3]) == 1 then return 3 end
-local current = redis.call('GET', KEYS[1])
-if current and cjson.decode(current).token ~= ARGV[1] then return 0 end
-redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
-if tonumber(redis.call('GET', KEYS[2]) or '0') < tonumber(ARGV[4]) then
-  redis.call('SET', KEYS[2], ARGV[4])
-end
-if current then return 1 end
-return 2
-"""
-
-# KEYS: lock, released. ARGV: token, ms the lease had left.
-# 1: released; 0: not ours, or already gone. Either way its token is remembered as released.
-_RELEASE = """
-redis.call('SET', KEYS[2], '1', 'PX', ARGV[2])
-local current = redis.call('GET', KEYS[1])
-if current and cjson.decode(current).token == ARGV[1] then
-  redis.call('DEL', KEYS[1])
-  return 1
-end
-return 0
-"""
-
-#: How long a released token is remembered when the lease's expiry is not known.
-_RELEASED_TTL_MS = 24 * 3600 * 1000
-
-
-def lock_key(tenant: str) -> str:
-    return f"orchestrator:training:{{{tenant}}}:lock"
-
-
-def fence_key(tenant: str) -> str:
-    return f"orchestrator:training:{{{tenant}}}:fence"
-
-
-def released_key(tenant: str, token: str) -> str:
-    return f"orchestrator:training:{{{tenant}}}:released:{token}"
-
-
-@dataclass
-class Lease:
-    """The value of the lock key. `token` is the holder's secret; never shown to clients."""
-
-    token: str
-    holder: str
-    fence: int
-    reason: str
-    enabled_at: str  # ISO 8601, UTC
-    expires_at: str
-
-    def ttl_ms(self) -> int:
-        """Milliseconds left before `expires_at`, by this machine's clock."""
-        return _ms_until(self.expires_at)
-
-    @classmethod
-    def parse(cls, raw: bytes | str) -> Lease:
-        fields: dict[str, Any] = json.loads(raw)
-        return cls(**{name: fields[name] for name in cls.__dataclass_fields__})
-
-
-@dataclass
-class LeaseRequest:
-    tenant: str
-    lease: Lease
-
-
-@dataclass
-class AcquireResult:
-    acquired: bool
-    #: Ours (with the fence Redis gave it) when acquired, else the live lease of another holder.
-    lease: Lease
-
-
-@dataclass
-class RenewResult:
-    #: "renewed", "restored" (the key was gone), "held_by_other", or, with nothing written,
-    #: "expired" or "released".
-    outcome: str
-
-
-@dataclass
-class ReleaseRequest:
-    tenant: str
-    token: str
-    #: The lease's `expires_at`: its token is remembered as released until then.
-    expires_at: str = ""
-
-
-@dataclass
-class ReadRequest:
-    tenant: str
-
-
-@dataclass
-class ReadResult:
-    lease: Lease | None
+from core.redis_keys import TENANTS_KEY, fence_key, lock_key, released_key
+from core.training_lock import (
+    ACQUIRE,
+    RELEASE,
+    RELEASED_TTL_MS,
+    RENEW,
+    AcquireResult,
+    Lease,
+    LeaseRequest,
+    ReadRequest,
+    ReadResult,
+    ReleaseRequest,
+    RenewResult,
+    lease_json,
+    ms_until,
+)
 
 
 class TrainingLock:
     def __init__(self, redis: Redis, meter: MetricMeter) -> None:
         self._redis = redis
-        self._acquire = redis.register_script(_ACQUIRE)
-        self._renew = redis.register_script(_RENEW)
-        self._release = redis.register_script(_RELEASE)
+        self._acquire = redis.register_script(ACQUIRE)
+        self._renew = redis.register_script(RENEW)
+        self._release = redis.register_script(RELEASE)
         self._state = meter.create_gauge(
             "training_mode_state",
             "1 while the tenant's training mode is on, as this worker saw it.",
@@ -164,7 +46,7 @@ class TrainingLock:
         tenant, lease = request.tenant, request.lease
         held, raw = await self._acquire(
             keys=[lock_key(tenant), fence_key(tenant)],
-            args=[lease.token, _json(lease), max(lease.ttl_ms(), 1), lease.fence],
+            args=[lease.token, lease_json(lease), max(lease.ttl_ms(), 1), lease.fence],
         )
         await self._redis.sadd(TENANTS_KEY, tenant)
         result = AcquireResult(acquired=bool(held), lease=Lease.parse(raw))
@@ -182,18 +64,20 @@ class TrainingLock:
         outcome = int(
             await self._renew(
                 keys=[lock_key(tenant), fence_key(tenant), released_key(tenant, lease.token)],
-                args=[lease.token, _json(lease), ttl_ms, lease.fence],
+                args=[lease.token, lease_json(lease), ttl_ms, lease.fence],
             )
         )
         if outcome in (1, 2):
             await self._redis.sadd(TENANTS_KEY, tenant)
             self._state.set(1, {"tenant": tenant})
-        return RenewResult({0: "held_by_other", 1: "renewed", 2: "restored", 3: "released"}[outcome])  # fmt: skip
+        return RenewResult(
+            {0: "held_by_other", 1: "renewed", 2: "restored", 3: "released"}[outcome]
+        )
 
     @activity.defn(name="training.release")
     async def release(self, request: ReleaseRequest) -> bool:
         tenant, token = request.tenant, request.token
-        ttl_ms = max(_ms_until(request.expires_at), 1) if request.expires_at else _RELEASED_TTL_MS
+        ttl_ms = max(ms_until(request.expires_at), 1) if request.expires_at else RELEASED_TTL_MS
         released = bool(
             await self._release(
                 keys=[lock_key(tenant), released_key(tenant, token)], args=[token, ttl_ms]
@@ -205,16 +89,10 @@ class TrainingLock:
     @activity.defn(name="training.read")
     async def read(self, request: ReadRequest) -> ReadResult:
         """The tenant's live lease, if any: what marks a conversation turn."""
-        raw = await self._redis.get(lock_key(request.tenant))
+        return ReadResult(await self.read_lease(request.tenant))
+
+    async def read_lease(self, tenant: str) -> Lease | None:
+        raw = await self._redis.get(lock_key(tenant))
         lease = Lease.parse(raw) if raw else None
-        self._state.set(1 if lease else 0, {"tenant": request.tenant})
-        return ReadResult(lease)
-
-
-def _ms_until(instant: str) -> int:
-    """Milliseconds from now to `instant` (ISO 8601), by this machine's clock."""
-    return int(datetime.fromisoformat(instant).timestamp() * 1000 - time.time() * 1000)
-
-
-def _json(lease: Lease) -> str:
-    return json.dumps(asdict(lease), separators=(",", ":"))
+        self._state.set(1 if lease else 0, {"tenant": tenant})
+        return lease

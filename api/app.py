@@ -14,19 +14,11 @@ from api.auth import TokenVerifier
 from api.limits import TenantLimits
 from api.metrics import MetricsListener
 from api.middleware import BodyLimitMiddleware, RequestMiddleware
+from api.openai import router as openai_chat
 from api.openapi import openapi_document
-from api.policy import PolicyMiddleware
+from api.policy_headers import PolicyMiddleware
 from api.problems import install_handlers
-from api.routers import (
-    codec,
-    conversations,
-    identity,
-    openai_chat,
-    probes,
-    streams,
-    training,
-    websocket,
-)
+from api.routers import codec, conversations, identity, probes, streams, training, websocket
 from core.clients import Clients
 from core.connections import data_converter
 from core.policy import load_policy

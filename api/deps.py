@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import Depends, Request, Security
+from fastapi import Depends, Header, Path, Request, Security
 from fastapi.requests import HTTPConnection
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.auth import Principal, TokenVerifier
 from api.limits import TenantLimits
+from api.schemas.conversations import SESSION_ID_PATTERN
 from core.clients import Clients
 from core.policy import Policy
 from core.policy_registry import ActivePolicy
@@ -88,3 +89,7 @@ ActivePolicyDep = Annotated[dict[str, str], Depends(_active_policy)]
 UserPrincipal = Annotated[Principal, Depends(_user)]
 AdminPrincipal = Annotated[Principal, Depends(_admin)]
 LimitsDep = Annotated[TenantLimits, Depends(_tenant_limits)]
+#: The session a route names, in its path.
+SessionId = Annotated[str, Path(pattern=SESSION_ID_PATTERN)]
+#: A client's key that makes a turn's request safe to send again (docs/api.md, Idempotency).
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)]

@@ -76,7 +76,7 @@ class TenantLimits:
         limits = self._settings.limits_for(tenant)
         keys = [f"limits:{{{tenant}}}:requests"]
         try:
-            allowed, wait = await self._take_token(keys, [limits.requests_per_second, limits.burst])  # fmt: skip
+            allowed, wait = await self._take_token(keys, [limits.requests_per_second, limits.burst])
         except RedisError as error:
             log.warning("request limit not checked (Redis): %s", error)
             return

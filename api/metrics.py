@@ -9,7 +9,7 @@ import logging
 from prometheus_client import Counter, Gauge, Histogram, start_http_server
 from redis.asyncio import Redis
 
-from activities.training_lock import TENANTS_KEY, lock_key
+from core.redis_keys import TENANTS_KEY, lock_key
 from core.settings import ConfigurationError, Settings
 
 log = logging.getLogger("orchestrator.api")
@@ -40,7 +40,8 @@ def decision_for(status: int) -> str:
 
 TURN_DURATION = Histogram(
     "orchestrator_turn_duration_seconds",
-    "Turn duration by stage: input_moderation, slm, output_moderation, and total (as the API saw it).",
+    "Turn duration by stage: input_moderation, slm, output_moderation, "
+    "and total (as the API saw it).",
     ["stage"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
 )

@@ -60,7 +60,10 @@ class RequestMiddleware:
             elif message["type"] == "websocket.accept":
                 response_started = True
                 status = 101
-                message["headers"] = [*message.get("headers", []), (b"x-trace-id", trace_id.encode())]  # fmt: skip
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-trace-id", trace_id.encode()),
+                ]
             await send(message)
 
         try:

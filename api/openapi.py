@@ -15,8 +15,8 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from api.openai_errors import speaks_openai
-from api.openai_schemas import ChatCompletionRequest
+from api.openai.errors import speaks_openai
+from api.openai.protocol import ChatCompletionRequest
 from core.errors import (
     PROBLEM_TYPE_PREFIX,
     BadRequest,

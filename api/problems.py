@@ -1,5 +1,5 @@
 """RFC 9457 problem details: the shape of every error the API returns, but on the routes
-that speak OpenAI's dialect, which answer OpenAI's shape (api/openai_errors.py)."""
+that speak OpenAI's dialect, which answer OpenAI's shape (api/openai/errors.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse, Response
 from redis.exceptions import RedisError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.openai_errors import openai_error, speaks_openai
+from api.openai.errors import openai_error, speaks_openai
 from core.errors import DependencyUnavailable, OrchestratorError, problem_body
 from core.telemetry import trace_id_var
 

@@ -34,7 +34,9 @@ def lengths(text: str) -> list[int]:
     """A comma-separated list of reply lengths in tokens, each 1 to 4096."""
     found = [int(part) for part in text.split(",") if part.strip().isdigit()]
     if not found or len(found) != len(text.split(",")) or not all(1 <= n <= 4096 for n in found):
-        raise argparse.ArgumentTypeError(f"expected reply lengths from 1 to 4096, e.g. 16,256; got {text!r}")  # fmt: skip
+        raise argparse.ArgumentTypeError(
+            f"expected reply lengths from 1 to 4096, e.g. 16,256; got {text!r}"
+        )
     return found
 
 
@@ -112,7 +114,9 @@ def main() -> None:
     if args.benchmark == "slm":
         if any(getattr(args, name) != value for name, value in TURN_DEFAULTS.items()):
             parser.error("give slm's options after `slm`; the others are not its options")
-        slm_builds.report(asyncio.run(slm_builds.run(args.native, args.slm_requests, args.max_tokens)))  # fmt: skip
+        slm_builds.report(
+            asyncio.run(slm_builds.run(args.native, args.slm_requests, args.max_tokens))
+        )
         return
     if args.benchmark == "moderation":
         evaluate.report(evaluate.run())

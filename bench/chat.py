@@ -8,7 +8,7 @@ from typing import Any
 
 import httpx
 
-from workflows.context import SYSTEM_PROMPT
+from workflows.conversation.context import SYSTEM_PROMPT
 
 PROMPT = "Write a long story about a lighthouse keeper."
 MAX_TOKENS = 64

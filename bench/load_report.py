@@ -26,7 +26,8 @@ def _ms(value: float | None, width: int) -> str:
 def report(results: dict[str, Any]) -> None:
     rows, mib = results["rows"], 1024 * 1024
     print(
-        f"\nload: N live sessions, {results['concurrency']} clients (at most N) in a closed loop for "
+        f"\nload: N live sessions, {results['concurrency']} clients (at most N) "
+        "in a closed loop for "
         f"{results['duration_seconds']} s after {WARM_UP_SECONDS} s of warm-up, step and stream "
         f"in turn;\nreplies of {REPLY_TOKENS} tokens, context {CONTEXT_TOKENS} tokens, prompt "
         f"{PROMPT!r}; every tenant's limits raised out of reach\n"

@@ -78,7 +78,9 @@ async def run(native: str | None, requests: int, max_tokens: int) -> dict[str, A
 
             async def one() -> tuple[float, int]:
                 began = time.perf_counter()
-                response = await http.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body)  # fmt: skip
+                response = await http.post(
+                    f"http://127.0.0.1:{port}/v1/chat/completions", json=body
+                )
                 response.raise_for_status()
                 tokens = int(response.json()["usage"]["completion_tokens"])
                 return time.perf_counter() - began, tokens

@@ -25,7 +25,13 @@ def report(results: dict[str, Any]) -> None:
         tokens, latency = at["tokens_mean"], at["latency_ms"]
         counts = "/".join(f"{tokens[path]:.0f}" for path in ("api", "direct", "floor"))
         print(f"{length:>10}{counts:>25}", end="")
-        print("".join(f"{latency[path]['p50']:>{w}.0f}" for path, w in (("api", 9), ("direct", 8), ("floor", 8))), end="")  # fmt: skip
+        print(
+            "".join(
+                f"{latency[path]['p50']:>{w}.0f}"
+                for path, w in (("api", 9), ("direct", 8), ("floor", 8))
+            ),
+            end="",
+        )
         print(f"{at['median_ratio']:>7.2f}", end="")
         print(f"{at['overhead_ms']['p50']:>13.1f}{at['overhead_ms']['p99']:>7.1f}", end="")
         print(f"{at['floor_overhead_ms']['p50']:>10.1f}{at['floor_overhead_ms']['p99']:>7.1f}")

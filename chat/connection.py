@@ -59,7 +59,7 @@ class ChatApi:
     def send(self, message: dict[str, Any]) -> None:
         """Send a message on the WebSocket, opening it first if needed (again, once, if it
         closed since: a message that met a closed socket was not sent)."""
-        for attempt in range(2):
+        for _ in range(2):
             try:
                 self._open().send(json.dumps(message))
                 return
@@ -86,7 +86,9 @@ class ChatApi:
             try:
                 self._socket = connect(url, additional_headers=headers, proxy=None)
             except InvalidStatus as refused:
-                raise ApiError(_problem(refused.response.status_code, refused.response.body))
+                raise ApiError(
+                    _problem(refused.response.status_code, refused.response.body)
+                ) from None
             except (OSError, WebSocketException) as error:
                 raise ChatError(f"cannot open the WebSocket at {url}: {error}") from None
         return self._socket

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from rich.console import Console
 
 from chat.connection import ApiError, ChatApi
@@ -9,10 +11,8 @@ from chat.target import ChatError, resolve
 from chat.terminal import Chat
 from core.settings import Settings
 
-try:  # line editing and history at the prompt, where the platform has it
+with contextlib.suppress(ImportError):  # line editing and history at the prompt, where it exists
     import readline  # noqa: F401
-except ImportError:  # pragma: no cover (Windows)
-    pass
 
 
 def run_chat(

@@ -146,11 +146,20 @@ class Chat:
 
         previous = signal.signal(signal.SIGINT, interrupted)
         try:
-            self._api.send({"type": "turn", "session_id": self.session_id, "message": message, "ref": "turn"})  # fmt: skip
+            self._api.send(
+                {"type": "turn", "session_id": self.session_id, "message": message, "ref": "turn"}
+            )
             cancel_sent = False
             while not view.ended:
                 if interrupts and view.turn is not None and not cancel_sent:
-                    self._api.send({"type": "cancel", "session_id": self.session_id, "turn": view.turn, "ref": "cancel"})  # fmt: skip
+                    self._api.send(
+                        {
+                            "type": "cancel",
+                            "session_id": self.session_id,
+                            "turn": view.turn,
+                            "ref": "cancel",
+                        }
+                    )
                     view.cancelling()
                     cancel_sent = True
                 if interrupts > 1:
@@ -169,9 +178,16 @@ class Chat:
                 return self._api.receive(_POLL_SECONDS)
             except ConnectionLost:
                 if view.turn is None or attempt == _RECONNECTS:
-                    raise ApiError({"status": 503, "detail": "the connection to the API was lost"}) from None  # fmt: skip
+                    raise ApiError(
+                        {"status": 503, "detail": "the connection to the API was lost"}
+                    ) from None
                 view.note("connection lost; resuming ...")
-                resume = {"type": "resume", "session_id": self.session_id, "turn": view.turn, "last_event_id": view.last_id}  # fmt: skip
+                resume = {
+                    "type": "resume",
+                    "session_id": self.session_id,
+                    "turn": view.turn,
+                    "last_event_id": view.last_id,
+                }
                 self._api.send(resume)
         return None
 

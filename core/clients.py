@@ -1,4 +1,5 @@
-"""Long-lived clients to the systems we integrate with, opened once per process and closed on exit."""
+"""Long-lived clients to the systems we integrate with, opened once per process and closed on
+exit."""
 
 from __future__ import annotations
 

@@ -47,7 +47,10 @@ class CodecKeys:
     def load(cls, path: Path) -> CodecKeys:
         try:
             document = json.loads(read_private(path, "ORCH_CODEC_KEY_FILE"))
-            keys = {kid: base64.b64decode(value, validate=True) for kid, value in document["keys"].items()}  # fmt: skip
+            keys = {
+                kid: base64.b64decode(value, validate=True)
+                for kid, value in document["keys"].items()
+            }
             active = str(document["active"])
         except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
             raise CodecKeyError(f"{path}: not a key file ({error})") from None
@@ -70,7 +73,10 @@ class CodecKeys:
                     "not set, and there is no key file; in production mount your keys and "
                     "point it at them (docs/operations.md, key rotation)",
                 )
-            document = {"active": "dev-1", "keys": {"dev-1": base64.b64encode(os.urandom(32)).decode()}}  # fmt: skip
+            document = {
+                "active": "dev-1",
+                "keys": {"dev-1": base64.b64encode(os.urandom(32)).decode()},
+            }
             write_once(path, json.dumps(document, indent=2).encode())
         return cls.load(path)
 
@@ -106,7 +112,9 @@ class EncryptionCodec(PayloadCodec):
                 "holds: add it back to decrypt it"
             )
         try:
-            plain = cipher.decrypt(payload.data[:_NONCE_BYTES], payload.data[_NONCE_BYTES:], kid.encode())  # fmt: skip
+            plain = cipher.decrypt(
+                payload.data[:_NONCE_BYTES], payload.data[_NONCE_BYTES:], kid.encode()
+            )
         except InvalidTag:
             raise CodecKeyError(f"a payload does not decrypt with key {kid!r}") from None
         return Payload.FromString(plain)

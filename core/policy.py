@@ -183,7 +183,8 @@ class Policy:
 
 
 def load_policy(path: Path | None) -> Policy:
-    """The policy at `path`, or the bundled one; a bad file stops start-up naming ORCH_POLICY_FILE."""
+    """The policy at `path`, or the bundled one; a bad file stops start-up naming
+    ORCH_POLICY_FILE."""
     raw = (
         path.read_bytes()
         if path is not None

@@ -37,7 +37,8 @@ def _check_host_port(value: str) -> str:
 
 
 class Limits(BaseModel):
-    """What one tenant may do (api/limits.py); ORCH_LIMITS for all, ORCH_TENANT_LIMITS per tenant."""
+    """What one tenant may do (api/limits.py); ORCH_LIMITS for all, ORCH_TENANT_LIMITS per
+    tenant."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -82,7 +83,7 @@ class Settings(BaseSettings):
     kafka_idempotence: bool = True
     #: How the clients talk to the brokers (core/connections.py): SASL mechanisms with a
     #: username and a password read from a file (a mounted Secret), TLS against a CA file.
-    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"  # fmt: skip
+    kafka_security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     kafka_sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] = "PLAIN"
     kafka_sasl_username: str = ""
     kafka_sasl_password_file: Path | None = Field(default=None, validate_default=True)

@@ -53,7 +53,7 @@ class _ContextFilter(logging.Filter):
 def _workflow_owner(record: logging.LogRecord) -> tuple[str, str]:
     """(tenant, session id) of the workflow behind a worker's record, from its id:
     `conversation:<tenant>:<session id>` or `training-mode:<tenant>`."""
-    info = getattr(record, "temporal_workflow", None) or getattr(record, "temporal_activity", None)  # fmt: skip
+    info = getattr(record, "temporal_workflow", None) or getattr(record, "temporal_activity", None)
     workflow_id = str(info.get("workflow_id", "")) if isinstance(info, dict) else ""
     if not workflow_id and activity.in_activity():
         workflow_id = activity.info().workflow_id or ""
@@ -106,7 +106,11 @@ def configure_tracing(service: str) -> trace.Tracer:
         for exporter in span_exporters():
             provider.add_span_processor(BatchSpanProcessor(exporter))
         trace.set_tracer_provider(provider)
-        for instrumentor in (HTTPXClientInstrumentor(), RedisInstrumentor(), AIOKafkaInstrumentor()):  # fmt: skip
+        for instrumentor in (
+            HTTPXClientInstrumentor(),
+            RedisInstrumentor(),
+            AIOKafkaInstrumentor(),
+        ):
             instrumentor.instrument()
     return trace.get_tracer(service)
 

@@ -1,4 +1,5 @@
-"""The embedded SLM server: llama.cpp's OpenAI-compatible server on the CPU variant this machine allows.
+"""The embedded SLM server: llama.cpp's OpenAI-compatible server on the CPU variant this machine
+allows.
 
 llama.cpp is built once with every x86-64 CPU variant as a library of its own
 (deploy/llama_build.py). llama.cpp alone would pick one by what the CPU's CPUID reports,
@@ -87,7 +88,8 @@ class VariantError(Exception):
 
 @dataclass(frozen=True)
 class Choice:
-    """The CPU variant chosen for this machine (name None: llama.cpp chooses, or has no variants)."""
+    """The CPU variant chosen for this machine (name None: llama.cpp chooses, or has no
+    variants)."""
 
     name: str | None
     path: Path | None

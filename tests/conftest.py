@@ -1,7 +1,10 @@
 """Session fixtures: the real embedded stack (Temporal, Tansu, Valkey, llama.cpp, worker, API).
 
 Started once per test session on free ports with the launcher's own code (EmbeddedStack),
-so the tests exercise exactly what `orchestrator dev` runs.
+so the tests exercise exactly what `orchestrator dev` runs, and only when a test asks for
+it: every test that does (through any fixture) is marked `servers`, as is every module that
+starts servers of its own, so `make test-unit` (`-m "not servers"`) runs the rest without
+starting any.
 """
 
 from __future__ import annotations
@@ -19,12 +22,12 @@ from redis.asyncio import Redis
 from temporalio.client import Client
 from temporalio.runtime import Runtime
 
-from activities.admission import Admission
-from activities.moderation import Moderator
+from activities.redis_stream import TurnStreams
 from activities.slm import SlmActivities
 from activities.training_lock import TrainingLock
-from activities.turn_stream import TurnStreams
+from core.admission import Admission
 from core.connections import connect_temporal
+from core.moderation.moderator import Moderator
 from core.policy import load_policy
 from core.settings import Settings
 from core.tokens import mint_token
@@ -32,6 +35,18 @@ from deploy.services import DevPorts
 from deploy.stack import EmbeddedStack
 
 TEST_MIN_TTL_SECONDS = 2
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "servers: needs the embedded servers (left out by `make test-unit`)"
+    )
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if "stack" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.servers)
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -87,7 +102,9 @@ def slm_activities(settings: Settings, redis: Redis) -> Callable[..., SlmActivit
     def make(policy_file: Path | None = None) -> SlmActivities:
         moderator = Moderator.load(load_policy(policy_file))
         lock = TrainingLock(redis, Runtime.default().metric_meter)
-        return SlmActivities(settings, moderator, TurnStreams(redis), Admission(moderator, lock))
+        return SlmActivities(
+            settings, moderator, TurnStreams(redis), Admission(moderator, lock.read_lease)
+        )
 
     return make
 

@@ -10,8 +10,13 @@ from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 
 from core.settings import Settings
-from workflows.conversation import ConversationWorkflow
-from workflows.turns import ConversationSettings, ConversationState, TurnRequest, TurnResult
+from workflows.conversation.types import (
+    ConversationSettings,
+    ConversationState,
+    TurnRequest,
+    TurnResult,
+)
+from workflows.conversation.workflow import ConversationWorkflow
 
 
 async def step_directly(

@@ -10,7 +10,8 @@ from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
     from activities.events import PublishRequest
-    from activities.slm import ChatMessage, Completion, CompletionRequest
+    from activities.slm import Completion, CompletionRequest
+    from core.messages import ChatMessage
 
 
 @dataclass

@@ -1,10 +1,12 @@
 """Record workflow histories for the replay test.
 
-    python -m tests.record_history tests/histories/conversation-v4.json tests/histories/training-v1.json
+    python -m tests.record_history tests/histories/conversation-v4.json
+    tests/histories/training-v1.json
 
 Starts the embedded stack in a temporary data dir and, through the API, switches a tenant's
 training mode on, runs a turn with an Idempotency-Key (sent twice), a refused turn, feedback,
-a streamed turn, a streamed turn cancelled midway and a close; then extends, disables, and enables the mode again until it expires. Writes the
+a streamed turn, a streamed turn cancelled midway and a close; then extends, disables, and enables
+the mode again until it expires. Writes the
 conversation's and the training workflow's histories as JSON. Record new files whenever a
 workflow's commands change (with `workflow.patched`), and keep the old ones: running
 workflows still have those histories.

@@ -20,7 +20,7 @@ from activities.slm import SlmActivities
 from core.policy import load_policy
 from core.settings import Settings
 from tests.direct_turns import step_directly
-from workflows.turns import TurnRequest, TurnResult
+from workflows.conversation.types import TurnRequest, TurnResult
 
 SHORT_STORY = "Tell me a story."
 

@@ -1,4 +1,4 @@
-"""A turn's admission in its SLM activity (activities/admission.py), on the real servers.
+"""A turn's admission in its SLM activity (core/admission.py), on the real servers.
 
 The input check and the lease read run first; a refused input comes back as the result,
 with nothing in the turn's stream, and an allowed one opens the stream with its verdict
@@ -15,11 +15,12 @@ from collections.abc import Callable
 from redis.asyncio import Redis
 from temporalio.testing import ActivityEnvironment
 
-from activities.admission import AdmissionRequest
-from activities.moderation import ModerationRequest
-from activities.slm import ChatMessage, CompletionRequest, SlmActivities
-from activities.training_lock import lock_key
-from activities.turn_stream import StreamEvent, StreamTarget, stream_key
+from activities.redis_stream import StreamEvent, StreamTarget
+from activities.slm import CompletionRequest, SlmActivities
+from core.admission import AdmissionRequest
+from core.messages import ChatMessage
+from core.moderation.verdict import ModerationRequest
+from core.redis_keys import lock_key, stream_key
 
 
 def _streamed_turn(message: str, tenant: str) -> CompletionRequest:

@@ -83,7 +83,10 @@ def test_the_table_names_every_v1_operation() -> None:
         if path.startswith("/v1/")
         for method in item
     }
-    named = {f"{m} {p.replace('{s}', '{session_id}').replace('/1/', '/{turn}/')}" for m, p, _, _ in ROUTES}  # fmt: skip
+    named = {
+        f"{m} {p.replace('{s}', '{session_id}').replace('/1/', '/{turn}/')}"
+        for m, p, _, _ in ROUTES
+    }
     assert named == operations
 
 
@@ -154,7 +157,9 @@ async def test_a_role_the_route_does_not_allow_is_403_and_starts_nothing(
         assert await _not_started(temporal, f"conversation:acme:{new}")
 
 
-@pytest.mark.parametrize("route", [r for r in ROUTES if "{s}" in r[1]], ids=lambda r: f"{r[0]} {r[1]}")  # fmt: skip
+@pytest.mark.parametrize(
+    "route", [r for r in ROUTES if "{s}" in r[1]], ids=lambda r: f"{r[0]} {r[1]}"
+)
 async def test_another_tenant_sees_no_such_session(
     api: httpx.AsyncClient, token: Callable[..., str], session: str,
     route: tuple[str, str, dict[str, Any] | None, str],

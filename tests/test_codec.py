@@ -34,7 +34,9 @@ def _keys(tmp_path: Path, active: str, **keys: str) -> CodecKeys:
 async def test_keys_rotate_and_old_payloads_still_decode(tmp_path: Path) -> None:
     old, new = _key(), _key()
     plain = Payload(metadata={"encoding": b"json/plain"}, data=b'{"message":"hello"}')
-    (sealed,) = await EncryptionCodec(_keys(tmp_path, "2026-06", **{"2026-06": old})).encode([plain])  # fmt: skip
+    (sealed,) = await EncryptionCodec(_keys(tmp_path, "2026-06", **{"2026-06": old})).encode(
+        [plain]
+    )
     assert sealed.metadata["encoding"] == ENCODING and b"hello" not in sealed.data
     rotated = EncryptionCodec(_keys(tmp_path, "2026-12", **{"2026-06": old, "2026-12": new}))
     assert await rotated.decode([sealed]) == [plain]

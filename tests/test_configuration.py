@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+import orchestrator
 from core.policy import load_policy
 from deploy.services import free_ports
 
@@ -36,20 +37,35 @@ RunCli = Callable[..., subprocess.CompletedProcess[str]]
 )
 @pytest.mark.parametrize("command", ["api", "worker"])
 def test_bad_value_stops_start_up_naming_the_variable(
-    run_cli: RunCli, command: str, variable: str, value: str, reason: str
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+    command: str,
+    variable: str,
+    value: str,
+    reason: str,
 ) -> None:
-    result = run_cli(command, env={variable: value})
-    assert result.returncode == 2
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
+    """The command line's own entry point, in this process: settings are read before
+    anything starts (the test below runs it as a user would)."""
+    monkeypatch.setenv(variable, value)
+    with pytest.raises(SystemExit) as stopped:
+        orchestrator.main([command])
+    assert stopped.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1, lines
     assert lines[0].startswith(f"orchestrator: configuration error: {variable}:")
     assert reason in lines[0]
 
 
-_OTLP_JSON = {
-    "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:4318",
-    "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json",
-}
+@pytest.mark.parametrize("command", ["api", "worker"])
+def test_a_bad_value_stops_the_command_with_one_line_and_status_2(
+    run_cli: RunCli, command: str
+) -> None:
+    result = run_cli(command, env={"ORCH_API_PORT": "70000"})
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "orchestrator: configuration error: ORCH_API_PORT: "
+        "Input should be less than or equal to 65535 (got '70000')"
+    ], result.stderr
 
 
 _OTLP_JSON = {
@@ -160,7 +176,8 @@ def test_worker_names_an_unreachable_temporal(run_cli: RunCli, tmp_path: Path) -
     assert result.returncode == 1
     expected = (
         "orchestrator: cannot reach Temporal at 127.0.0.1:1 "
-        "(ORCH_TEMPORAL_ADDRESS or TEMPORAL_ADDRESS): Failed client connect; start it (make services) or point the setting at it"
+        "(ORCH_TEMPORAL_ADDRESS or TEMPORAL_ADDRESS): Failed client connect; "
+        "start it (make services) or point the setting at it"
     )
     assert result.stderr.strip().splitlines() == [expected]
 

@@ -76,7 +76,7 @@ def test_local_defaults_without_any_configuration() -> None:
     assert "api_key" not in config and "tls" not in config
 
 
-def test_an_api_key_from_the_sdk_environment_turns_tls_on(monkeypatch: pytest.MonkeyPatch) -> None:  # fmt: skip
+def test_an_api_key_from_the_sdk_environment_turns_tls_on(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TEMPORAL_ADDRESS", "acme.a1b2c.tmprl.cloud:7233")
     monkeypatch.setenv("TEMPORAL_NAMESPACE", "acme.a1b2c")
     monkeypatch.setenv("TEMPORAL_API_KEY", "key-123")
@@ -111,7 +111,11 @@ def test_a_profile_from_a_config_file(monkeypatch: pytest.MonkeyPatch, tmp_path:
     monkeypatch.setenv("TEMPORAL_CONFIG_FILE", str(profiles))
     monkeypatch.setenv("TEMPORAL_PROFILE", "prod")
     config = temporal_config(load_settings())
-    assert (config["target_host"], config["namespace"], config["api_key"]) == ("prod.internal:7233", "orchestrator", "from-file")  # fmt: skip
+    assert (config["target_host"], config["namespace"], config["api_key"]) == (
+        "prod.internal:7233",
+        "orchestrator",
+        "from-file",
+    )
 
 
 def test_orch_settings_override_the_sdk_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -151,7 +155,10 @@ def test_kafka_over_sasl_ssl(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) ->
     assert options["bootstrap_servers"] == "broker-1:9093,broker-2:9093"
     assert options["security_protocol"] == "SASL_SSL"
     assert options["sasl_mechanism"] == "SCRAM-SHA-512"
-    assert (options["sasl_plain_username"], options["sasl_plain_password"]) == ("orchestrator", "s3cret")  # fmt: skip
+    assert (options["sasl_plain_username"], options["sasl_plain_password"]) == (
+        "orchestrator",
+        "s3cret",
+    )
     assert isinstance(options["ssl_context"], ssl.SSLContext)
 
 

@@ -19,8 +19,8 @@ from deploy.stack import EmbeddedStack
 from tests.activities_in_flight import wait_until_started
 from tests.direct_turns import step_directly
 from tests.kafka_records import records_for_key
-from workflows.conversation import ConversationWorkflow
-from workflows.turns import TurnRequest, TurnResult
+from workflows.conversation.types import TurnRequest, TurnResult
+from workflows.conversation.workflow import ConversationWorkflow
 
 
 def _auth(token: Callable[..., str]) -> dict[str, str]:
@@ -230,7 +230,11 @@ async def test_one_of_two_workers_killed_under_load_every_turn_completes_once(
     # A second worker on the same queues, as a scaled deployment runs them; it is killed
     # (SIGKILL, by its pid) while turns of eight sessions run on both.
     port = free_ports(1)[0]
-    environment = {**os.environ, **stack.environment, "ORCH_WORKER_METRICS_ADDRESS": f"127.0.0.1:{port}"}  # fmt: skip
+    environment = {
+        **os.environ,
+        **stack.environment,
+        "ORCH_WORKER_METRICS_ADDRESS": f"127.0.0.1:{port}",
+    }
     second = await asyncio.create_subprocess_exec(
         *product_argv("worker"),
         env=environment,

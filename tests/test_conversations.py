@@ -234,10 +234,11 @@ async def test_policy_mismatch_is_409_and_starts_nothing(
     assert bad_hash.status_code == 409
     missing = await api.get(f"/v1/conversation/{session}", headers=_auth(token))
     assert missing.status_code == 404  # no workflow was started
-    matching = await _step(
-        api, token, session, "Hello.",
-        **{"X-Policy-Version": body["policy_version"], "X-Constitution-Hash": body["constitution_hash"]},
-    )  # fmt: skip
+    pinned = {
+        "X-Policy-Version": body["policy_version"],
+        "X-Constitution-Hash": body["constitution_hash"],
+    }
+    matching = await _step(api, token, session, "Hello.", **pinned)
     assert matching.status_code == 200
 
 

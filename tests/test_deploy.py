@@ -47,7 +47,11 @@ def test_the_lockfiles_pin_everything_pyproject_asks() -> None:
     extras = {_name(r) for group in project["optional-dependencies"].values() for r in group}
     assert extras <= _locked("requirements-dev.lock")
     for lockfile in ("requirements.lock", "requirements-dev.lock"):
-        pins = [line for line in (ROOT / lockfile).read_text().splitlines() if line and not line.startswith((" ", "#"))]  # fmt: skip
+        pins = [
+            line
+            for line in (ROOT / lockfile).read_text().splitlines()
+            if line and not line.startswith((" ", "#"))
+        ]
         assert all("==" in line for line in pins), lockfile
 
 
@@ -120,7 +124,11 @@ def test_the_overlay_validates_strictly(overlay: str, tmp_path: Path) -> None:
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_pods_are_probed_bounded_and_unprivileged(overlay: str) -> None:
     deployments = _of_kind(overlay, "Deployment")
-    assert {d["metadata"]["name"] for d in deployments} == {"orchestrator-api", "orchestrator-worker", "orchestrator-slm-worker"}  # fmt: skip
+    assert {d["metadata"]["name"] for d in deployments} == {
+        "orchestrator-api",
+        "orchestrator-worker",
+        "orchestrator-slm-worker",
+    }
     for template in _pod_templates(overlay):
         spec = template["spec"]
         assert spec["securityContext"]["runAsNonRoot"] is True
@@ -151,7 +159,9 @@ def test_budgets_policies_and_autoscalers_find_what_they_govern(overlay: str) ->
             selector = document["spec"][key]
             assert any(_selects(selector, pod) for pod in labels), document["metadata"]["name"]
     names = {d["metadata"]["name"] for d in _of_kind(overlay, "Deployment")}
-    scaled = {h["spec"]["scaleTargetRef"]["name"] for h in _of_kind(overlay, "HorizontalPodAutoscaler")}  # fmt: skip
+    scaled = {
+        h["spec"]["scaleTargetRef"]["name"] for h in _of_kind(overlay, "HorizontalPodAutoscaler")
+    }
     assert scaled == names
     (monitor,) = _of_kind(overlay, "ServiceMonitor")
     services = [s["metadata"]["labels"] for s in _of_kind(overlay, "Service")]

@@ -14,10 +14,14 @@ from pathlib import Path
 
 import httpx
 import psutil
+import pytest
 from redis.asyncio import Redis
 from temporalio.client import Client, WorkflowExecutionStatus
 
 from deploy.services import DevPorts
+
+#: Each test runs `orchestrator dev`, which starts every embedded server.
+pytestmark = pytest.mark.servers
 
 EXPECTED_KEYS = {
     "api_url",

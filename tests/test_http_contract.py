@@ -1,5 +1,6 @@
 """The HTTP rules every route follows (docs/interface.md, section 4): problem+json,
-X-Trace-Id on every response, 413 before parsing (chunked bodies too), 422 for unknown fields, admin-only routes.
+X-Trace-Id on every response, 413 before parsing (chunked bodies too), 422 for unknown fields,
+admin-only routes.
 
 This module serves the real application (create_app, its routes, middleware, handlers and
 auth) on a real uvicorn server, plus three routes the product lacks: an admin-only one (the

@@ -64,7 +64,15 @@ def _jwk(key: ec.EllipticCurvePrivateKey, kid: str) -> dict[str, Any]:
 
 def _token(settings: Settings, key: ec.EllipticCurvePrivateKey, kid: str) -> str:
     now = int(time.time())
-    claims = {"sub": "alice", "tenant": "acme", "roles": ["user"], "iss": settings.auth_issuer, "aud": settings.auth_audience, "iat": now, "exp": now + 300}  # fmt: skip
+    claims = {
+        "sub": "alice",
+        "tenant": "acme",
+        "roles": ["user"],
+        "iss": settings.auth_issuer,
+        "aud": settings.auth_audience,
+        "iat": now,
+        "exp": now + 300,
+    }
     return jwt.encode(claims, key, algorithm="ES256", headers={"kid": kid})
 
 
@@ -76,7 +84,9 @@ async def test_a_key_the_provider_removes_is_refused(settings: Settings, key_set
         update={"auth_jwks_url": AnyHttpUrl(url), "auth_jwks_cache_seconds": 1.0}
     )
     port = free_ports(1)[0]
-    server = uvicorn.Server(uvicorn.Config(create_app(idp), host="127.0.0.1", port=port, log_config=None))  # fmt: skip
+    server = uvicorn.Server(
+        uvicorn.Config(create_app(idp), host="127.0.0.1", port=port, log_config=None)
+    )
     serving = asyncio.create_task(server.serve())
     try:
         while not server.started:
@@ -84,7 +94,7 @@ async def test_a_key_the_provider_removes_is_refused(settings: Settings, key_set
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=10) as api:
 
             async def whoami(token: str) -> int:
-                response = await api.get("/v1/whoami", headers={"Authorization": f"Bearer {token}"})  # fmt: skip
+                response = await api.get("/v1/whoami", headers={"Authorization": f"Bearer {token}"})
                 return response.status_code
 
             assert await whoami(_token(idp, old, "old")) == 200

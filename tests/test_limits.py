@@ -63,7 +63,9 @@ async def test_a_tenant_over_its_rate_is_refused_and_starts_nothing(
 ) -> None:
     async with httpx.AsyncClient(base_url=limited_api, timeout=30) as api:
         for _ in range(3):  # the burst
-            assert (await api.get("/v1/whoami", headers=_auth(token, "rate-limited"))).status_code == 200  # fmt: skip
+            assert (
+                await api.get("/v1/whoami", headers=_auth(token, "rate-limited"))
+            ).status_code == 200
         session = f"s-{uuid.uuid4().hex[:12]}"
         refused = await api.post(
             "/v1/conversation/step",

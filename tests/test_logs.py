@@ -50,7 +50,9 @@ async def test_both_processes_log_a_turn_joined_to_its_trace_without_its_text(
             break
         await asyncio.sleep(0.1)
 
-    request_line = next(r for r in api_lines if r["message"].startswith("POST /v1/conversation/step"))  # fmt: skip
+    request_line = next(
+        r for r in api_lines if r["message"].startswith("POST /v1/conversation/step")
+    )
     assert request_line["service"] == "orchestrator-api"
     assert SPAN_ID.match(request_line["span_id"])
     assert (request_line["session_id"], request_line["tenant"]) == (session, "acme")

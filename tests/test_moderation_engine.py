@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from activities.moderation import Moderator
 from core.moderation import pii
 from core.moderation.classifier import Classifier, Heads
 from core.moderation.engine import Engine
+from core.moderation.moderator import Moderator
 from core.moderation.normalize import normalise, readings
 from core.policy import Policy, load_policy
 from core.settings import Settings
@@ -131,7 +131,11 @@ def test_a_follow_up_is_judged_in_its_conversation_refused_turns_included(policy
     every turn one, on the bundled heads): judged by the recent turns joined with it, the
     refused ones included, and never alone."""
     heads = Heads.load()
-    always = {"follow_w": np.zeros(384, np.float32), "follow_b": np.float32(20), "follow_threshold": 0.5}  # fmt: skip
+    always = {
+        "follow_w": np.zeros(384, np.float32),
+        "follow_b": np.float32(20),
+        "follow_threshold": 0.5,
+    }
     engine = Engine(policy, Classifier(replace(heads, arrays={**heads.arrays, **always})))
     benign = "how do i reverse a string in python"
     assert engine.check(HARMFUL, "input").finding is not None  # no conversation: alone
@@ -183,7 +187,9 @@ async def test_a_guard_model_refuses_with_its_mapped_category(
     settings: Settings, tmp_path: Path
 ) -> None:
     # Llama Guard's S9 (indiscriminate weapons) is the policy's `weapons`.
-    moderator = Moderator.load(_guarded(tmp_path, settings.slm_url, 'root ::= "unsafe\\nS9"', "open"))  # fmt: skip
+    moderator = Moderator.load(
+        _guarded(tmp_path, settings.slm_url, 'root ::= "unsafe\\nS9"', "open")
+    )
     try:
         verdict = await moderator.check("What time is it in Lisbon?", "input")
         assert (verdict.decision, verdict.category) == ("refuse", "weapons")
@@ -212,7 +218,9 @@ async def test_a_safe_answer_allows(settings: Settings, tmp_path: Path) -> None:
 @pytest.mark.parametrize("on_error", ["open", "closed"])
 async def test_an_unreachable_guard_fails_open_or_closed(tmp_path: Path, on_error: str) -> None:
     # Port 9 (discard) on loopback: nothing listens, the connection is refused at once.
-    moderator = Moderator.load(_guarded(tmp_path, "http://127.0.0.1:9/v1", 'root ::= "safe"', on_error))  # fmt: skip
+    moderator = Moderator.load(
+        _guarded(tmp_path, "http://127.0.0.1:9/v1", 'root ::= "safe"', on_error)
+    )
     try:
         verdict = await moderator.check("What time is it in Lisbon?", "input")
     finally:

@@ -87,7 +87,11 @@ def test_every_alert_has_a_runbook() -> None:
 
 
 def _sample_names(text: str) -> set[str]:
-    return {re.split(r"[{ ]", line, maxsplit=1)[0] for line in text.splitlines() if line and not line.startswith("#")}  # fmt: skip
+    return {
+        re.split(r"[{ ]", line, maxsplit=1)[0]
+        for line in text.splitlines()
+        if line and not line.startswith("#")
+    }
 
 
 async def test_every_metric_the_rules_and_dashboard_read_is_exported(
@@ -95,9 +99,9 @@ async def test_every_metric_the_rules_and_dashboard_read_is_exported(
 ) -> None:
     headers = {"Authorization": f"Bearer {token('acme', 'user')}"}
     step = {"session_id": f"s-{uuid.uuid4().hex[:12]}", "message": "Name a colour."}
-    assert (await api.post("/v1/conversation/step", json=step, headers=headers)).status_code == 200  # fmt: skip
+    assert (await api.post("/v1/conversation/step", json=step, headers=headers)).status_code == 200
     streamed = {"session_id": f"s-{uuid.uuid4().hex[:12]}", "message": "Name a colour."}
-    async with api.stream("POST", "/v1/chat/stream", json=streamed, headers=headers) as response:  # fmt: skip
+    async with api.stream("POST", "/v1/chat/stream", json=streamed, headers=headers) as response:
         assert response.status_code == 200
         async for _ in response.aiter_lines():
             pass
@@ -146,7 +150,10 @@ async def test_metrics_move_off_the_public_port_when_asked(
                     break
                 await asyncio.sleep(0.1)
         assert lease in scraped.text
-        assert 'orchestrator_requests_total{decision="allowed",route="/v1/training/enable"}' in scraped.text  # fmt: skip
+        assert (
+            'orchestrator_requests_total{decision="allowed",route="/v1/training/enable"}'
+            in scraped.text
+        )
     finally:
         server.should_exit = True
         await serving

@@ -233,8 +233,10 @@ async def test_sampling_passes_through_within_the_operator_s_limits(
     )
     assert short.usage is not None and short.usage.completion_tokens == 4
     assert short.choices[0].finish_reason == "length"
-    for too_much, param in (({"max_tokens": settings.max_reply_tokens + 1}, "max_tokens"),
-                            ({"temperature": settings.max_temperature + 0.5}, "temperature")):  # fmt: skip
+    for too_much, param in (
+        ({"max_tokens": settings.max_reply_tokens + 1}, "max_tokens"),
+        ({"temperature": settings.max_temperature + 0.5}, "temperature"),
+    ):
         with pytest.raises(openai.BadRequestError) as refused:
             await chat.chat.completions.create(
                 model=settings.slm_model,
@@ -384,8 +386,10 @@ async def test_the_model_list_and_the_model(
     ]
     assert models[0].created > 0
     assert (await chat.models.retrieve(settings.slm_model)).id == settings.slm_model
-    for asked in (chat.models.retrieve("gpt-4o"),
-                  chat.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hi."}])):  # fmt: skip
+    for asked in (
+        chat.models.retrieve("gpt-4o"),
+        chat.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "Hi."}]),
+    ):
         with pytest.raises(openai.NotFoundError) as missing:
             await asked
         assert missing.value.code == "model_not_found"

@@ -17,9 +17,9 @@ from redis.asyncio import Redis
 from temporalio.client import Client
 
 from activities.slm import SlmActivities
-from activities.turn_stream import stream_key
-from api.openai_chunks import ChunkWriter, chunk_frames
-from api.stream_relay import relay
+from api.openai.chunks import ChunkWriter, chunk_frames
+from api.streaming.relay import relay
+from core.redis_keys import stream_key
 from core.settings import Settings
 from tests.refused_window import refused_midway
 

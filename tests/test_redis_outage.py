@@ -55,7 +55,9 @@ async def test_redis_down_for_20_s_turns_go_on_and_everything_recovers(
             await stack.start(("redis",))
 
         # Non-streamed turns kept completing, each session's in order, none stuck.
-        assert steps and {s.status_code for s in steps} == {200}, [s.text for s in steps if s.status_code != 200]  # fmt: skip
+        assert steps and {s.status_code for s in steps} == {200}, [
+            s.text for s in steps if s.status_code != 200
+        ]
         for session in sessions:
             turns = [s.json()["turn"] for s in steps if s.json()["session_id"] == session]
             assert turns == list(range(1, len(turns) + 1))

@@ -1,5 +1,6 @@
 """What a session keeps is capped by bytes, not by count: the longest turns the API allows,
-many of them, never push a payload past Temporal's limit (workflows/session_record.py)."""
+many of them, never push a payload past Temporal's limit
+(workflows/conversation/session_record.py)."""
 
 from __future__ import annotations
 
@@ -18,9 +19,9 @@ from core.settings import Settings
 from deploy.stack import EmbeddedStack
 from tests.direct_turns import step_directly
 from tests.kafka_records import records_for_key
-from workflows.conversation import ConversationWorkflow
-from workflows.session_record import FEEDBACK_BYTES_PER_TURN, PAGE_BYTES
-from workflows.turns import Feedback, TranscriptRequest, TurnRequest
+from workflows.conversation.session_record import FEEDBACK_BYTES_PER_TURN, PAGE_BYTES
+from workflows.conversation.types import Feedback, TranscriptRequest, TurnRequest
+from workflows.conversation.workflow import ConversationWorkflow
 
 #: The longest message the API takes, in characters that JSON stores as 12 bytes each.
 LONGEST = "\U0001d538" * 8000
@@ -116,10 +117,15 @@ async def test_feedback_kept_with_a_turn_is_capped_and_every_one_is_published(
     await step_directly(temporal, settings, session, TurnRequest(message="Hi."), max_reply_tokens=8)
     handle = temporal.get_workflow_handle(f"conversation:acme:{session}")
     given = 200  # of the longest comment the API takes
-    await asyncio.gather(*(
-        handle.signal(ConversationWorkflow.feedback, Feedback(turn=1, rating=1, comment=f"{n:04d}" + "c" * 1996))
-        for n in range(given)
-    ))  # fmt: skip
+    await asyncio.gather(
+        *(
+            handle.signal(
+                ConversationWorkflow.feedback,
+                Feedback(turn=1, rating=1, comment=f"{n:04d}" + "c" * 1996),
+            )
+            for n in range(given)
+        )
+    )
     events = await records_for_key(
         settings.kafka_bootstrap,
         settings.conversation_events_topic,

@@ -65,7 +65,7 @@ async def test_only_the_owner_and_the_tenants_admins_use_a_session(
         session,
         lambda found: len(found) >= 2,
     )
-    assert [(e["data"]["turn"], e["data"]["actor"]) for e in events] == [(1, "alice"), (2, "carol")]  # fmt: skip
+    assert [(e["data"]["turn"], e["data"]["actor"]) for e in events] == [(1, "alice"), (2, "carol")]
 
 
 async def test_an_idempotency_key_repeated_with_another_body_is_refused(

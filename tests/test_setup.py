@@ -34,7 +34,18 @@ NAMESPACE = "orchestrator-setup"
 async def bare_temporal(tmp_path: Path) -> AsyncIterator[str]:
     """A Temporal dev server with only its `default` namespace, stopped by its pid."""
     port = free_ports(1)[0]
-    argv = [str(Path(sysconfig.get_path("scripts")) / "temporal"), "server", "start-dev", "--ip", "127.0.0.1", "--port", str(port), "--headless", "--log-level", "error"]  # fmt: skip
+    argv = [
+        str(Path(sysconfig.get_path("scripts")) / "temporal"),
+        "server",
+        "start-dev",
+        "--ip",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--headless",
+        "--log-level",
+        "error",
+    ]
     with (tmp_path / "temporal.log").open("w") as log:
         process = await asyncio.create_subprocess_exec(
             *argv, stdout=log, stderr=log, start_new_session=True
@@ -98,7 +109,7 @@ async def test_setup_creates_what_is_missing_once(
         described = await client.workflow_service.describe_namespace(
             DescribeNamespaceRequest(namespace=NAMESPACE)
         )
-        assert described.config.workflow_execution_retention_ttl.ToTimedelta() == timedelta(days=7)  # fmt: skip
+        assert described.config.workflow_execution_retention_ttl.ToTimedelta() == timedelta(days=7)
         attributes = await _attributes(bare_temporal)
         for key in search_attributes.ALL:
             assert attributes[key.name] == int(key.indexed_value_type), key.name

@@ -16,10 +16,12 @@ from pathlib import Path
 from redis.asyncio import Redis
 from temporalio.testing import ActivityEnvironment
 
-from activities.reply_check import SENTENCE_STEP_CHARS, WINDOW_CHARS
-from activities.slm import ChatMessage, CompletionRequest, SlmActivities
-from activities.turn_stream import StreamEvent, StreamTarget, stream_key
+from activities.redis_stream import StreamEvent, StreamTarget
+from activities.slm import CompletionRequest, SlmActivities
+from core.messages import ChatMessage
+from core.moderation.reply_check import SENTENCE_STEP_CHARS, WINDOW_CHARS
 from core.policy import load_policy
+from core.redis_keys import stream_key
 from core.settings import Settings
 
 QUESTION = CompletionRequest(messages=[ChatMessage("user", "Name a colour.")], max_tokens=8)

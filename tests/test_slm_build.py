@@ -45,7 +45,9 @@ def test_amx_is_used_only_where_the_kernel_grants_it() -> None:
 
 def test_avx512_that_the_kernel_does_not_enable_is_not_used() -> None:
     # A kernel that does not enable the AVX-512 state clears those flags from /proc/cpuinfo.
-    without = " ".join(f for f in SAPPHIRE_RAPIDS_FLAGS.split() if not f.startswith(("avx512", "amx")))  # fmt: skip
+    without = " ".join(
+        f for f in SAPPHIRE_RAPIDS_FLAGS.split() if not f.startswith(("avx512", "amx"))
+    )
     granted = slm_server.granted_features(cpuinfo(without), amx_permitted=True)
     assert slm_server.choose("auto", ALL_BUILT, granted).name == "alderlake"
     assert slm_server.choose("auto", ALL_BUILT, granted - {"AVX_VNNI"}).name == "haswell"
@@ -99,7 +101,9 @@ def test_the_installed_build_is_portable() -> None:
 
 #: AVX-512 registers and AMX tile instructions, as objdump prints them.
 ZMM = re.compile(r"%zmm\d+")
-AMX = re.compile(r"\b(ldtilecfg|sttilecfg|tileloadd|tileloaddt1|tilestored|tdpb[su][su]d|tdpbf16ps|tilezero|tilerelease)\b")  # fmt: skip
+AMX = re.compile(
+    r"\b(ldtilecfg|sttilecfg|tileloadd|tileloaddt1|tilestored|tdpb[su][su]d|tdpbf16ps|tilezero|tilerelease)\b"
+)
 
 
 @pytest.mark.skipif(not X86_64, reason="the x86-64 variants")

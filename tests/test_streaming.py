@@ -15,7 +15,7 @@ from redis.asyncio import Redis
 from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
-from activities.turn_stream import pointer_key
+from core.redis_keys import pointer_key
 from core.settings import Settings
 from tests.kafka_records import records_for_key
 from tests.sse import Event, events, ids_in_order, text

@@ -15,15 +15,15 @@ from redis.asyncio import Redis
 from temporalio.client import Client, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 
-from activities.reply_check import WINDOW_STEP_CHARS
 from activities.slm import SlmActivities
+from core.moderation.reply_check import WINDOW_STEP_CHARS
 from core.settings import Settings
 from deploy.stack import EmbeddedStack
 from tests.direct_turns import step_directly
 from tests.kafka_records import records_for_key
 from tests.refused_window import refused_midway
 from tests.sse import Event, events, ids_in_order, text
-from workflows.turns import TurnRequest
+from workflows.conversation.types import TurnRequest
 
 STORY = "Write a long story about a lighthouse keeper."
 

@@ -80,7 +80,9 @@ class _GrpcTraceService(trace_service_pb2_grpc.TraceServiceServicer):  # type: i
     def __init__(self, spans: Spans) -> None:
         self.spans = spans
 
-    def Export(self, request: ExportTraceServiceRequest, context: Any) -> ExportTraceServiceResponse:  # fmt: skip
+    def Export(
+        self, request: ExportTraceServiceRequest, context: Any
+    ) -> ExportTraceServiceResponse:
         self.spans.add(request)
         return ExportTraceServiceResponse()
 

@@ -15,13 +15,13 @@ from redis.asyncio import Redis
 from temporalio.client import Client, WithStartWorkflowOperation
 from temporalio.common import WorkflowIDConflictPolicy
 
-from activities.training_lock import fence_key, lock_key
+from core.redis_keys import fence_key, lock_key
 from core.settings import Settings
 from deploy.stack import EmbeddedStack
 from tests.activities_in_flight import wait_until_started
 from tests.kafka_records import records_for_key
-from workflows.training_mode import TrainingModeWorkflow
-from workflows.training_state import EnableRequest, TrainingSettings, TrainingState
+from workflows.training_mode.types import EnableRequest, TrainingSettings, TrainingState
+from workflows.training_mode.workflow import TrainingModeWorkflow
 
 
 def _tenant() -> str:

@@ -10,15 +10,9 @@ from redis.crc import key_slot
 from temporalio.common import MetricMeter
 from temporalio.testing import ActivityEnvironment
 
-from activities.training_lock import (
-    Lease,
-    LeaseRequest,
-    ReleaseRequest,
-    TrainingLock,
-    fence_key,
-    lock_key,
-    released_key,
-)
+from activities.training_lock import TrainingLock
+from core.redis_keys import fence_key, lock_key, released_key
+from core.training_lock import Lease, LeaseRequest, ReleaseRequest
 
 
 def _lease(ttl_seconds: int = 60) -> Lease:

@@ -15,7 +15,7 @@ import httpx
 from redis.asyncio import Redis
 from temporalio.client import Client
 
-from activities.training_lock import fence_key, lock_key
+from core.redis_keys import fence_key, lock_key
 from core.settings import Settings
 from tests.kafka_records import records_for_key
 

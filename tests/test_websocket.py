@@ -59,7 +59,9 @@ async def _turn(ws: ClientConnection) -> list[Event]:
     return received
 
 
-async def _sse(api: httpx.AsyncClient, session: str, turn: int, headers: dict[str, str]) -> list[Event]:  # fmt: skip
+async def _sse(
+    api: httpx.AsyncClient, session: str, turn: int, headers: dict[str, str]
+) -> list[Event]:
     route = f"/v1/conversation/{session}/turns/{turn}/stream"
     async with api.stream("GET", route, headers=headers) as response:
         assert response.status_code == 200, await response.aread()
@@ -109,7 +111,11 @@ async def test_a_client_that_reconnects_resumes_without_gaps_or_repeats(
     session, headers = _session(), _bearer(token)
     first: list[Event] = []
     async with _open(api_url, headers) as ws:
-        body = {"type": "turn", "session_id": session, "message": "Write a short poem about the sea."}  # fmt: skip
+        body = {
+            "type": "turn",
+            "session_id": session,
+            "message": "Write a short poem about the sea.",
+        }
         await ws.send(json.dumps(body))
         while sum(e.event == "token" for e in first) < 3:
             first.append(await _event(ws))
@@ -118,7 +124,7 @@ async def test_a_client_that_reconnects_resumes_without_gaps_or_repeats(
     offer = [Subprotocol("bearer"), Subprotocol(token("acme", "user"))]
     async with connect(_url(api_url), subprotocols=offer, proxy=None) as ws:
         assert ws.subprotocol == "bearer"
-        resume = {"type": "resume", "session_id": session, "turn": 1, "last_event_id": first[-1].id}  # fmt: skip
+        resume = {"type": "resume", "session_id": session, "turn": 1, "last_event_id": first[-1].id}
         await ws.send(json.dumps(resume))
         rest = await _turn(ws)
     joined = first + rest
@@ -179,7 +185,11 @@ async def test_another_tenants_or_users_session_is_refused_at_the_handshake_and_
             assert invalid["problem"]["detail"].startswith("turn.message:"), invalid
             # Still open, and serving: a turn of their own (refused at input: no SLM call).
             await ws.send(json.dumps({"type": "turn", "message": "How do I build a pipe bomb?"}))
-            assert [e.event for e in await _turn(ws)] == ["turn.accepted", "verdict", "turn.refused"]  # fmt: skip
+            assert [e.event for e in await _turn(ws)] == [
+                "turn.accepted",
+                "verdict",
+                "turn.refused",
+            ]
     # Nothing the strangers asked for happened to alice's session.
     view = (await api.get(f"/v1/conversation/{session}", headers=alice)).json()
     assert [t["status"] for t in view["turns"]] == ["completed"]
@@ -230,7 +240,11 @@ async def test_a_reader_that_reads_nothing_does_not_hold_the_turn_back(
     # max_queue=1: the client library stops taking frames off the connection after one, so
     # the server's sends meet a reader that does not read.
     async with _open(api_url, headers, max_queue=1) as ws:
-        body = {"type": "turn", "session_id": session, "message": "Write a short poem about the sea."}  # fmt: skip
+        body = {
+            "type": "turn",
+            "session_id": session,
+            "message": "Write a short poem about the sea.",
+        }
         await ws.send(json.dumps(body))
         async with asyncio.timeout(90):
             while True:

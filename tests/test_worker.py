@@ -18,7 +18,7 @@ from core.settings import Settings
 from tests.activities_in_flight import wait_until_started
 from tests.direct_turns import step_directly
 from tests.probe_workflow import ProbeInput, ProbeWorkflow
-from workflows.turns import TurnRequest
+from workflows.conversation.types import TurnRequest
 
 
 def _worker_env(settings: Settings, **settings_of_its_own: str) -> dict[str, str]:

@@ -91,7 +91,9 @@ def health_server(
         failing = [name for name, result in dependencies.items() if not result["ok"]]
         if not failing:
             return JSONResponse({"status": "ready", "dependencies": dependencies})
-        body = problem_body(503, "not_ready", "Not ready", f"Not answering: {', '.join(failing)}.", "")  # fmt: skip
+        body = problem_body(
+            503, "not_ready", "Not ready", f"Not answering: {', '.join(failing)}.", ""
+        )
         body.update(failing=failing, dependencies=dependencies)
         return JSONResponse(body, status_code=503, media_type="application/problem+json")
 

@@ -21,23 +21,23 @@ from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
-from activities.admission import Admission
 from activities.events import EventPublisher
-from activities.moderation import ModerationActivities, Moderator
+from activities.moderation import ModerationActivities
+from activities.redis_stream import TurnStreams
 from activities.slm import SlmActivities
 from activities.training_lock import TrainingLock
-from activities.turn_stream import TurnStreams
 from core import policy_registry
+from core.admission import Admission
 from core.clients import open_redis
 from core.connections import connect_temporal, temporal_config
 from core.errors import DependencyUnavailable
-from core.moderation.engine import Engine
+from core.moderation.moderator import Moderator
 from core.policy import load_policy
 from core.settings import ConfigurationError, Settings
 from core.telemetry import configure_tracing
 from worker.health import loopback_address, serving
-from workflows.conversation import ConversationWorkflow
-from workflows.training_mode import TrainingModeWorkflow
+from workflows.conversation.workflow import ConversationWorkflow
+from workflows.training_mode.workflow import TrainingModeWorkflow
 
 log = logging.getLogger("orchestrator.worker")
 _GRACEFUL_SHUTDOWN = timedelta(seconds=20)
@@ -48,11 +48,15 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
     if queue is not None and queue not in queues:
         raise ConfigurationError(f"--queue: expected one of {queues}, got {queue!r}")
     policy = load_policy(settings.policy_file)
+    configure_tracing("orchestrator-worker")
+    # The engine loads ONNX Runtime and scikit-learn (a second or two): only once the cheap
+    # checks of the configuration have passed, so a mistake in it is said at once.
+    from core.moderation.engine import Engine
+
     try:
         engine = Engine.load(policy, settings.moderation_threads)
     except ValueError as error:
         raise ConfigurationError(f"ORCH_POLICY_FILE: {error}") from None
-    configure_tracing("orchestrator-worker")
     # The SDK's context goes into a `temporal_workflow` / `temporal_activity` field of each
     # JSON line; repeating it inside the message only makes the message unreadable.
     workflow.logger.workflow_info_on_message = False
@@ -106,7 +110,7 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
                 ],
             )
         if queue in (None, settings.slm_task_queue):
-            slm = SlmActivities(settings, moderator, streams, Admission(moderator, lock))
+            slm = SlmActivities(settings, moderator, streams, Admission(moderator, lock.read_lease))
             resources.push_async_callback(slm.close)
             _serve(
                 served,

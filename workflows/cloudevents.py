@@ -16,11 +16,11 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.events import PublishRequest
-    from activities.moderation import Verdict, public_verdict
-    from activities.training_lock import Lease
+    from core.moderation.verdict import Verdict, public_verdict
+    from core.training_lock import Lease
+    from workflows.conversation.types import Feedback, TurnRecord
     from workflows.timestamps import iso
-    from workflows.training_state import DisableRequest, EnableRequest, TrainingState
-    from workflows.turns import Feedback, TurnRecord
+    from workflows.training_mode.types import DisableRequest, EnableRequest, TrainingState
 
 _EVENT_NAMESPACE = uuid.UUID("6f1e3c1e-3d7a-4c55-9a8e-6c1b0c7f5a10")
 

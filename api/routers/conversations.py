@@ -4,37 +4,47 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Header, Path, Query, Request, Response, status
+from fastapi import APIRouter, Path, Query, Request, Response, status
 
-from api.auth import Principal
-from api.deps import ClientsDep, LimitsDep, PolicyDep, SettingsDep, UserPrincipal
+from api.deps import (
+    ClientsDep,
+    IdempotencyKey,
+    LimitsDep,
+    PolicyDep,
+    SessionId,
+    SettingsDep,
+    UserPrincipal,
+)
 from api.openapi import V1_PROBLEMS, problems
-from api.schemas import (
-    SESSION_ID_PATTERN,
+from api.schemas.conversations import (
     ConversationOut,
     FeedbackRequest,
     StepRequest,
     StepResponse,
     TurnOut,
 )
+from api.session_workflow import (
+    STATE_ONLY,
+    answered,
+    cancel_session_turn,
+    run_turn,
+    session_view,
+    turn_request,
+    workflow_id,
+)
 from api.temporal_errors import temporal_errors
-from api.turns import STATE_ONLY, answered, run_turn, session_view, turn_request, workflow_id
 from core.errors import EventsBacklog, InvalidRequest, SessionClosed
 from core.telemetry import current_trace_id, current_traceparent
-from workflows.conversation import ConversationWorkflow
-from workflows.session_record import BACKLOG_ADMIT_BYTES
-from workflows.turns import (
-    CancelRequest,
+from workflows.conversation.session_record import BACKLOG_ADMIT_BYTES
+from workflows.conversation.types import (
     CloseRequest,
     ConversationView,
     Feedback,
     TranscriptRequest,
-    TurnRecord,
 )
+from workflows.conversation.workflow import ConversationWorkflow
 
 router = APIRouter(prefix="/v1/conversation", tags=["conversations"], responses=V1_PROBLEMS)
-IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=128)]
-SessionId = Annotated[str, Path(pattern=SESSION_ID_PATTERN)]
 
 
 @router.post("/step", responses=problems(400, 413, 422, 504))
@@ -113,21 +123,7 @@ async def cancel_turn(
     clients: ClientsDep,
 ) -> TurnOut:
     """Stop a running turn and its SLM call; answers once it ended `cancelled`."""
-    return TurnOut.of(await cancel(clients, principal, session_id, turn))
-
-
-async def cancel(
-    clients: ClientsDep, principal: Principal, session_id: str, turn: int
-) -> TurnRecord:
-    """Cancel the session's turn, if the session is theirs; the turn's record once it ended."""
-    await session_view(clients, principal, session_id, STATE_ONLY)
-    handle = clients.temporal.get_workflow_handle(workflow_id(principal.tenant, session_id))
-    with temporal_errors(f"session {session_id}"):
-        record: TurnRecord = await handle.execute_update(
-            ConversationWorkflow.cancel,
-            CancelRequest(turn, current_trace_id(), current_traceparent()),
-        )
-    return record
+    return TurnOut.of(await cancel_session_turn(clients, principal, session_id, turn))
 
 
 @router.post("/{session_id}/close", responses=problems(404, 422))

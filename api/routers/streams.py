@@ -1,6 +1,6 @@
 """Streamed turns over SSE (docs/interface.md, section 4): start one, or follow and resume one.
 
-The turn is the same update as a step, with a stream id (api/turn_streams.py, shared with the
+The turn is the same update as a step, with a stream id (api/streaming/start.py, shared with the
 WebSocket): its workflow and SLM activity write the turn's events to a Redis Stream, which
 these routes relay. A client that disconnects stops nothing; it comes back on the turn's
 stream route with `Last-Event-ID`.
@@ -14,11 +14,18 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Header, Path
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from api.deps import ClientsDep, LimitsDep, PolicyDep, SettingsDep, UserPrincipal
+from api.deps import (
+    ClientsDep,
+    IdempotencyKey,
+    LimitsDep,
+    PolicyDep,
+    SessionId,
+    SettingsDep,
+    UserPrincipal,
+)
 from api.openapi import V1_PROBLEMS, problems
-from api.routers.conversations import IdempotencyKey, SessionId
-from api.schemas import StepRequest
-from api.turn_streams import Source, find_stream, relayed, start_streamed_turn
+from api.schemas.conversations import StepRequest
+from api.streaming.start import Source, find_stream, relayed, start_streamed_turn
 
 router = APIRouter(tags=["streaming"], responses=V1_PROBLEMS)
 

@@ -17,15 +17,14 @@ from temporalio.common import (
 from api.deps import ActivePolicyDep, AdminPrincipal, ClientsDep, SettingsDep, UserPrincipal
 from api.metrics import TRAINING_MODE_STATE
 from api.openapi import V1_PROBLEMS, problems
+from api.schemas.training import DisableBody, EnableBody, TrainingOut
 from api.temporal_errors import temporal_errors
-from api.training_schemas import DisableBody, EnableBody, TrainingOut
 from core.clients import Clients
 from core.errors import InvalidRequest, NotFound
 from core.settings import Settings
 from core.telemetry import current_trace_id, current_traceparent
 from workflows.search_attributes import TENANT
-from workflows.training_mode import TrainingModeWorkflow
-from workflows.training_state import (
+from workflows.training_mode.types import (
     DisableRequest,
     EnableRequest,
     PolicyIdentity,
@@ -33,6 +32,7 @@ from workflows.training_state import (
     TrainingState,
     TrainingStatus,
 )
+from workflows.training_mode.workflow import TrainingModeWorkflow
 
 router = APIRouter(prefix="/v1/training", tags=["training"], responses=V1_PROBLEMS)
 

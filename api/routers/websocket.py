@@ -1,7 +1,7 @@
 """The conversation WebSocket, `GET /v1/conversation/ws` (docs/api.md, WebSocket): turns,
 cancels and resumes in, the turns' events out, both ways on one socket.
 
-The same turns and events as the SSE routes (api/turn_streams.py): a turn starts as soon as
+The same turns and events as the SSE routes (api/streaming/start.py): a turn starts as soon as
 its message is read, as a stream request would start it (the workflow runs a session's
 turns one at a time, in arrival order); the streams are relayed one after the other, in the
 order they were asked for, so the events of two turns never interleave. At most
@@ -26,9 +26,8 @@ from starlette.websockets import WebSocketDisconnect, WebSocketState
 
 from api.auth import Principal
 from api.deps import authenticate
-from api.routers.conversations import cancel
-from api.schemas import SESSION_ID_PATTERN
-from api.socket_messages import (
+from api.schemas.conversations import SESSION_ID_PATTERN
+from api.schemas.websocket import (
     CancelMessage,
     ClientMessage,
     MessageError,
@@ -38,8 +37,8 @@ from api.socket_messages import (
     event_text,
     parse,
 )
-from api.turn_streams import Source, find_stream, relayed, start_streamed_turn
-from api.turns import STATE_ONLY, session_view
+from api.session_workflow import STATE_ONLY, cancel_session_turn, session_view
+from api.streaming.start import Source, find_stream, relayed, start_streamed_turn
 from core.clients import Clients
 from core.errors import (
     DependencyUnavailable,
@@ -170,7 +169,9 @@ class _Socket:
             )
         except Exception:  # a fault of ours: this message's answer, as a route's would be
             log.exception("a conversation socket's message failed")
-            fault = OrchestratorError("The server failed to handle this message; report the trace id.")  # fmt: skip
+            fault = OrchestratorError(
+                "The server failed to handle this message; report the trace id."
+            )
             await self._error(fault, ref)
         return True
 
@@ -181,7 +182,7 @@ class _Socket:
         clients = _clients(self._ws)
         if isinstance(message, CancelMessage):
             # Its outcome is the turn's final event, on the socket that relays the turn.
-            await cancel(clients, principal, message.session_id, message.turn)
+            await cancel_session_turn(clients, principal, message.session_id, message.turn)
             return
         if self._waiting.full():
             raise RateLimited(

@@ -1,4 +1,5 @@
-"""`python -m bench moderation`: how well the bundled policy refuses, measured on the held-out split.
+"""`python -m bench moderation`: how well the bundled policy refuses, measured on the held-out
+split.
 
 Prints, for the held-out conversations (each replayed turn by turn as a session checks it):
 benign and hard benign conversations with any refused turn, harmful ones refused at or
@@ -23,8 +24,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench.moderation import conversations
-from bench.moderation.dataset import Example, load
+from classifier import conversations
+from classifier.dataset import Example, load
 from core.moderation.engine import Engine
 from core.policy import REQUIRED_CATEGORIES, load_policy
 
@@ -63,7 +64,9 @@ def _groups(examples: list[Example]) -> dict[str, list[int]]:
     """The positions of each category's harmful requests and of each other set."""
     out: dict[str, list[int]] = {}
     for category in sorted(REQUIRED_CATEGORIES):
-        out[category] = [i for i, e in enumerate(examples) if e.set == "harmful" and e.label == category]  # fmt: skip
+        out[category] = [
+            i for i, e in enumerate(examples) if e.set == "harmful" and e.label == category
+        ]
     for kind in ("jailbreak", "benign", "hard_benign"):
         out[kind] = [i for i, e in enumerate(examples) if e.set == kind]
     return out
@@ -141,8 +144,12 @@ def report_conversations(results: dict[str, object]) -> None:
         target = CONVERSATION_TARGETS.get(name, CONVERSATION_TARGETS["kind"])
         sign = "<=" if name in ("benign", "hard_benign") else ">="
         verdict = "met" if conversation_met(name, value) else "MISSED"
-        print(f"{name:28}{value:7.3f}   {sign} {target:.2f}  {verdict}  ({kind}, {sizes[name][0]} of {sizes[name][1]})")  # fmt: skip
-    print(f"one input check with its conversation, ms: p50 {latency['p50']:.2f} p99 {latency['p99']:.2f} ({results['checks']} checks)")  # fmt: skip
+        count, of = sizes[name]
+        print(f"{name:28}{value:7.3f}   {sign} {target:.2f}  {verdict}  ({kind}, {count} of {of})")
+    print(
+        f"one input check with its conversation, ms: p50 {latency['p50']:.2f} "
+        f"p99 {latency['p99']:.2f} ({results['checks']} checks)"
+    )
 
 
 def run() -> dict[str, object]:
@@ -162,13 +169,13 @@ def run() -> dict[str, object]:
         refused.append(outcome.finding is not None)
         categories.append(outcome.finding.category if outcome.finding else None)
         by_rules.append(rules_only.check(example.text, "input").finding is not None)
-    caught = [e for e, r in zip(heldout, refused) if r and e.harmful]
+    caught = [e for e, r in zip(heldout, refused, strict=True) if r and e.harmful]
     tricks = {
         name: _rate([engine.check(trick(e.text), "input").finding is not None for e in caught])
         for name, trick in TRICKS.items()
     }
     right_category = _rate(
-        [c == e.label for e, c in zip(heldout, categories) if e.set == "harmful" and c]
+        [c == e.label for e, c in zip(heldout, categories, strict=True) if e.set == "harmful" and c]
     )
     dialogues = conversation_results(engine)
     return {
@@ -221,14 +228,12 @@ def report(results: dict[str, object]) -> None:
         + ", ".join(f"{k} p50 {v['p50']:.2f} p99 {v['p99']:.2f}" for k, v in latency.items())
     )
     total = latency["total"]["p99"]
-    print(
-        f"  p99 of the whole check {total:.2f} ms: target <= {LATENCY_P99_MS} ms {'met' if total <= LATENCY_P99_MS else 'MISSED'}"
-    )
+    judged = "met" if total <= LATENCY_P99_MS else "MISSED"
+    print(f"  p99 of the whole check {total:.2f} ms: target <= {LATENCY_P99_MS} ms {judged}")
     memory = results["worker_memory_mb"]
     assert isinstance(memory, float)
-    print(
-        f"worker with the classifier loaded: {memory:.0f} MB (target < {MEMORY_MB:.0f} MB) {'met' if memory < MEMORY_MB else 'MISSED'}"
-    )
+    judged = "met" if memory < MEMORY_MB else "MISSED"
+    print(f"worker with the classifier loaded: {memory:.0f} MB (< {MEMORY_MB:.0f} MB) {judged}")
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2) + "\n")
     print(f"results: {RESULTS}")

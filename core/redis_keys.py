@@ -1,0 +1,31 @@
+"""The names of every Redis key the product writes, so that each process (the API, the worker,
+the tests) reads the keys the others write without importing their code.
+
+Training mode (core/training_lock.py): a tenant's lease, its fence counter and its released
+tokens, under a Redis Cluster hash tag (the braces) so that one script can touch them all;
+and the set of tenants that ever held a lease, which the API's metrics read. Streamed turns
+(activities/redis_stream.py): a turn's Redis Stream, and the pointer from a turn's number to it.
+"""
+
+#: Every tenant that has held training mode: the API reports their state as a metric.
+TENANTS_KEY = "orchestrator:training:tenants"
+
+
+def lock_key(tenant: str) -> str:
+    return f"orchestrator:training:{{{tenant}}}:lock"
+
+
+def fence_key(tenant: str) -> str:
+    return f"orchestrator:training:{{{tenant}}}:fence"
+
+
+def released_key(tenant: str, token: str) -> str:
+    return f"orchestrator:training:{{{tenant}}}:released:{token}"
+
+
+def stream_key(workflow_id: str, stream_id: str) -> str:
+    return f"orchestrator:stream:{workflow_id}:{stream_id}"
+
+
+def pointer_key(workflow_id: str, turn: int) -> str:
+    return f"orchestrator:stream:{workflow_id}:turn:{turn}"
