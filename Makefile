@@ -44,7 +44,7 @@ test: $(STAMP) promtool
 # The fast lane: every test that starts no server (tests/conftest.py marks the others
 # `servers`): the engine, codec, schemas, replay of committed histories, configuration.
 test-unit: $(STAMP)
-	$(BIN)/pytest -m "not servers" -p no:cacheprovider
+	$(BIN)/pytest -m "not servers" -n auto -p no:cacheprovider
 
 # promtool checks and unit-tests the alert rules (tests/test_monitoring.py); it comes with
 # Debian's prometheus package (whose server is not started).

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import os
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from core.errors import DependencyUnavailable
 from core.settings import ConfigurationError, Settings, load_settings
@@ -79,14 +82,17 @@ def main(argv: list[str] | None = None) -> None:
         settings = load_settings(
             **({"data_dir": args.data_dir} if getattr(args, "data_dir", None) else {})
         )
-        # The chat owns the terminal: only warnings go to stderr.
-        level = "WARNING" if args.command == "chat" else settings.log_level
-        configure_logging(level, service=f"orchestrator-{args.command}")
-        _run(args, settings)
     except ConfigurationError as error:
         _fail(f"configuration error: {error}", code=2)
+    # The chat owns the terminal: only warnings go to stderr.
+    level = "WARNING" if args.command == "chat" else settings.log_level
+    configure_logging(level, service=f"orchestrator-{args.command}")
+    try:
+        _run(args, settings)
+    except ConfigurationError as error:
+        _fail(f"configuration error: {error}", code=2, started=True)
     except DependencyUnavailable as error:
-        _fail(str(error), code=1)
+        _fail(str(error), code=1, started=True)
     except KeyboardInterrupt:
         pass
 
@@ -152,9 +158,18 @@ def _chat(args: argparse.Namespace, settings: Settings) -> None:
         _fail(str(error), code=1)
 
 
-def _fail(message: str, code: int) -> None:
+def _fail(message: str, code: int, started: bool = False) -> NoReturn:
     print(f"orchestrator: {message}", file=sys.stderr)
-    sys.exit(code)
+    if not started:
+        sys.exit(code)
+    # A command that failed once started (the worker, the API) ends here without finalising
+    # the interpreter: the native threads of a Temporal runtime it made can race that
+    # finalisation, and the process then aborts (SIGABRT, "PyGILState_Release") after the
+    # message above. Nothing of a failed start needs finalising; logs are flushed first.
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from temporalio.client import Client
 from core.tokens import mint_token
 from deploy.services import DevPorts
 from deploy.stack import EmbeddedStack
-from tests.sse import events
+from tests.helpers.sse import events
 
 
 async def record(conversation_file: Path, training_file: Path) -> None:

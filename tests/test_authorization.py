@@ -17,7 +17,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from core.settings import Settings
-from tests.test_auth import _forged, _refused_tokens, _signed
+from tests.helpers.tokens import forged, refused_tokens, signed
 
 _HELLO = {"role": "user", "content": "Hello."}
 _NEW = {"session_id": "{new}"}
@@ -62,15 +62,15 @@ def _code(response: httpx.Response) -> str:
 def _credentials(settings: Settings) -> dict[str, str | None]:
     """Each refused credential as the Authorization header it sends (None: no header)."""
     now = int(time.time())
-    refused = {f"token {case}": f"Bearer {bad}" for case, bad in _refused_tokens(settings).items()}
-    newline_tenant = _signed(settings, tenant="acme\n")
+    refused = {f"token {case}": f"Bearer {bad}" for case, bad in refused_tokens(settings).items()}
+    newline_tenant = signed(settings, tenant="acme\n")
     return {
         "missing": None,
         "not bearer": "Basic YWxpY2U6c2VjcmV0",
         "bearer without a token": "Bearer",
-        "not yet valid": f"Bearer {_signed(settings, nbf=now + 600, iat=now + 600)}",
+        "not yet valid": f"Bearer {signed(settings, nbf=now + 600, iat=now + 600)}",
         "tenant with a trailing newline": f"Bearer {newline_tenant}",
-        "unsigned with alg none": f"Bearer {_forged({'alg': 'none'}, {'sub': 'x'}, None)}",
+        "unsigned with alg none": f"Bearer {forged({'alg': 'none'}, {'sub': 'x'}, None)}",
         **refused,
     }
 
@@ -149,7 +149,7 @@ async def test_a_role_the_route_does_not_allow_is_403_and_starts_nothing(
     # A user on an admin route; a token of no known role on a user route.
     roles = ["user"] if route[3] == "admin" else ["auditor"]
     new = f"s-{uuid.uuid4().hex[:12]}"
-    authorization = f"Bearer {_signed(settings, roles=roles)}"
+    authorization = f"Bearer {signed(settings, roles=roles)}"
     response = await _request(api, route, session, new, authorization)
     assert response.status_code == 403, response.text
     assert _code(response) == "forbidden"

@@ -18,6 +18,8 @@ import httpx
 import pexpect
 import pytest
 
+from tests.helpers.auth import bearer
+
 ROOT = Path(__file__).parent.parent
 PROMPT = "you>"
 #: Colour and cursor codes, so the test reads what a person sees.
@@ -59,10 +61,6 @@ def _seen(child: pexpect.spawn) -> str:
     return _ESCAPES.sub("", child.logfile_read.getvalue()).replace("\r\n", "\n")
 
 
-def _headers(token: Callable[..., str]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token('acme', 'user')}"}
-
-
 async def test_a_chat_streams_cancels_on_ctrl_c_and_shows_its_history(
     chat: Callable[..., pexpect.spawn], api: httpx.AsyncClient, token: Callable[..., str]
 ) -> None:
@@ -71,7 +69,7 @@ async def test_a_chat_streams_cancels_on_ctrl_c_and_shows_its_history(
     child.sendline("Name three fruits.")
     child.expect_exact("turn 1 completed")
     child.expect_exact(PROMPT)
-    transcript = (await api.get(f"/v1/conversation/{session}", headers=_headers(token))).json()
+    transcript = (await api.get(f"/v1/conversation/{session}", headers=bearer(token))).json()
     reply = transcript["turns"][0]["reply"]
     assert reply.strip() and reply in _seen(child)
 
@@ -99,7 +97,7 @@ async def test_a_chat_streams_cancels_on_ctrl_c_and_shows_its_history(
     history = _seen(child).rpartition("/history")[2]
     assert re.search(rf"│ {turn} +│ cancelled +│ Write a long story", history), history
     assert re.search(r"│ 1 +│ completed +│ Name three fruits\.", history), history
-    transcript = (await api.get(f"/v1/conversation/{session}", headers=_headers(token))).json()
+    transcript = (await api.get(f"/v1/conversation/{session}", headers=bearer(token))).json()
     statuses = [t["status"] for t in transcript["turns"]]
     assert statuses[-2:] == ["cancelled", "completed"] and statuses[0] == "completed"
 

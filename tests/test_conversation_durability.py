@@ -16,15 +16,12 @@ from temporalio.client import Client
 from core.settings import Settings
 from deploy.services import free_ports, product_argv
 from deploy.stack import EmbeddedStack
-from tests.activities_in_flight import wait_until_started
-from tests.direct_turns import step_directly
-from tests.kafka_records import records_for_key
+from tests.helpers.activities_in_flight import wait_until_started
+from tests.helpers.auth import bearer
+from tests.helpers.direct_turns import step_directly
+from tests.helpers.kafka_records import records_for_key
 from workflows.conversation.types import TurnRequest, TurnResult
 from workflows.conversation.workflow import ConversationWorkflow
-
-
-def _auth(token: Callable[..., str]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token('acme', 'user')}"}
 
 
 async def test_worker_killed_during_the_slm_call_loses_nothing(
@@ -40,7 +37,7 @@ async def test_worker_killed_during_the_slm_call_loses_nothing(
             api.post(
                 "/v1/conversation/step",
                 json={"session_id": session, "message": "Write a long story about a lighthouse."},
-                headers=_auth(token),
+                headers=bearer(token),
             )
         )
         await wait_until_started(temporal, f"conversation:acme:{session}", "slm.complete")
@@ -72,7 +69,7 @@ async def test_broker_outage_delays_events_not_turns(
             response = await api.post(
                 "/v1/conversation/step",
                 json={"session_id": session, "message": message},
-                headers=_auth(token),
+                headers=bearer(token),
             )
             assert response.status_code == 200, response.text
             replies.append(response.json()["reply"])
@@ -115,7 +112,7 @@ async def test_continue_as_new_keeps_transcript_numbers_and_idempotency(
     third = await api.post(
         "/v1/conversation/step",
         json={"session_id": session, "message": "Say the number 3."},
-        headers=_auth(token),
+        headers=bearer(token),
     )
     assert third.status_code == 200, third.text
     assert third.json()["turn"] == 3
@@ -124,12 +121,12 @@ async def test_continue_as_new_keeps_transcript_numbers_and_idempotency(
     replay = await api.post(
         "/v1/conversation/step",
         json={"session_id": session, "message": "Say the number 1."},
-        headers={**_auth(token), "Idempotency-Key": "key-a"},
+        headers={**bearer(token), "Idempotency-Key": "key-a"},
     )
     assert replay.status_code == 200
     assert replay.json()["turn"] == 1 and replay.json()["reply"] == first_results[0].reply
 
-    transcript = (await api.get(f"/v1/conversation/{session}", headers=_auth(token))).json()
+    transcript = (await api.get(f"/v1/conversation/{session}", headers=bearer(token))).json()
     assert [t["turn"] for t in transcript["turns"]] == [1, 2, 3]
     assert transcript["turns"][0]["reply"] == first_results[0].reply
     assert transcript["run_id"] != first_run
@@ -149,12 +146,12 @@ async def test_slm_down_fails_the_turn_with_503_and_a_failed_event(
             api.post(
                 "/v1/conversation/step",
                 json={"session_id": session, "message": "Hello?"},
-                headers=_auth(token),
+                headers=bearer(token),
             ),
             api.post(
                 "/v1/conversation/step",
                 json={"session_id": harmful, "message": "How do I build a pipe bomb at home?"},
-                headers=_auth(token),
+                headers=bearer(token),
             ),
         )
     finally:
@@ -182,7 +179,7 @@ async def test_slm_down_fails_the_turn_with_503_and_a_failed_event(
     again = await api.post(
         "/v1/conversation/step",
         json={"session_id": session, "message": "Hello again."},
-        headers=_auth(token),
+        headers=bearer(token),
     )
     assert again.status_code == 200 and again.json()["turn"] == 2
 
@@ -219,7 +216,7 @@ async def test_an_idle_session_closes_itself_with_its_event(
     refused = await api.post(
         "/v1/conversation/step",
         json={"session_id": session, "message": "Still there?"},
-        headers=_auth(token),
+        headers=bearer(token),
     )
     assert refused.status_code == 409 and refused.json()["code"] == "session_closed"
 
@@ -259,7 +256,7 @@ async def test_one_of_two_workers_killed_under_load_every_turn_completes_once(
                         await api.post(
                             "/v1/conversation/step",
                             json={"session_id": session, "message": message},
-                            headers=_auth(token),
+                            headers=bearer(token),
                         )
                     )
                 return answers

@@ -11,11 +11,8 @@ import httpx
 from temporalio.client import Client
 
 from core.settings import Settings
-from tests.kafka_records import records_for_key
-
-
-def _auth(token: Callable[..., str], tenant: str = "acme") -> dict[str, str]:
-    return {"Authorization": f"Bearer {token(tenant, 'user')}"}
+from tests.helpers.auth import bearer
+from tests.helpers.kafka_records import records_for_key
 
 
 def _session() -> str:
@@ -33,7 +30,7 @@ async def test_a_turn_gets_a_reply_recorded_everywhere_alike(
             "message": "Name three colours of the rainbow.",
             "metadata": {"channel": "web", "client": {"version": "2.4"}},
         },
-        headers=_auth(token),
+        headers=bearer(token),
     )
     assert response.status_code == 200, response.text
     body = response.json()
@@ -50,7 +47,7 @@ async def test_a_turn_gets_a_reply_recorded_everywhere_alike(
     assert set(timing) == {"input_moderation", "slm", "output_moderation"}
     assert 0 < float(timing["slm"]) < response.elapsed.total_seconds() * 1000
 
-    transcript = (await api.get(f"/v1/conversation/{session}", headers=_auth(token))).json()
+    transcript = (await api.get(f"/v1/conversation/{session}", headers=bearer(token))).json()
     assert transcript["status"] == "active"
     assert [(t["turn"], t["reply"], t["trace_id"]) for t in transcript["turns"]] == [
         (1, body["reply"], body["trace_id"])
@@ -94,7 +91,7 @@ async def _step(
     return await api.post(
         "/v1/conversation/step",
         json={"session_id": session, "message": message},
-        headers={**_auth(token, tenant), **headers},
+        headers={**bearer(token, tenant), **headers},
     )
 
 
@@ -138,7 +135,7 @@ async def test_idempotency_key_replays_the_first_result(
     assert first.status_code == again.status_code == 200
     assert again.json()["turn"] == first.json()["turn"] == 1
     assert again.json()["reply"] == first.json()["reply"]
-    transcript = (await api.get(f"/v1/conversation/{session}", headers=_auth(token))).json()
+    transcript = (await api.get(f"/v1/conversation/{session}", headers=bearer(token))).json()
     assert len(transcript["turns"]) == 1
 
 
@@ -150,7 +147,7 @@ async def test_concurrent_turns_run_in_order_with_consecutive_numbers(
     replies = await asyncio.gather(*(_step(api, token, session, f"Message {i}.") for i in range(4)))
     turns = sorted(reply.json()["turn"] for reply in replies)
     assert turns == [2, 3, 4, 5]
-    transcript = (await api.get(f"/v1/conversation/{session}", headers=_auth(token))).json()
+    transcript = (await api.get(f"/v1/conversation/{session}", headers=bearer(token))).json()
     assert [t["turn"] for t in transcript["turns"]] == [1, 2, 3, 4, 5]
     started = [t["started_at"] for t in transcript["turns"]]
     completed = [t["completed_at"] for t in transcript["turns"]]
@@ -163,14 +160,14 @@ async def test_another_tenant_sees_404_like_a_missing_session(
 ) -> None:
     session = _session()
     assert (await _step(api, token, session, "Hello.")).status_code == 200
-    theirs = await api.get(f"/v1/conversation/{session}", headers=_auth(token, "globex"))
-    missing = await api.get(f"/v1/conversation/{_session()}", headers=_auth(token, "globex"))
+    theirs = await api.get(f"/v1/conversation/{session}", headers=bearer(token, "globex"))
+    missing = await api.get(f"/v1/conversation/{_session()}", headers=bearer(token, "globex"))
     assert theirs.status_code == missing.status_code == 404
     assert theirs.json()["code"] == missing.json()["code"] == "not_found"
     for route in ("feedback", "close"):
         body = {"turn": 1, "rating": 1} if route == "feedback" else None
         other = await api.post(
-            f"/v1/conversation/{session}/{route}", json=body, headers=_auth(token, "globex")
+            f"/v1/conversation/{session}/{route}", json=body, headers=bearer(token, "globex")
         )
         assert other.status_code == 404
 
@@ -183,16 +180,18 @@ async def test_feedback_and_close_publish_events_and_closed_refuses_steps(
     feedback = await api.post(
         f"/v1/conversation/{session}/feedback",
         json={"turn": 1, "rating": 1, "comment": "nice"},
-        headers=_auth(token),
+        headers=bearer(token),
     )
     assert feedback.status_code == 202
     unknown_turn = await api.post(
-        f"/v1/conversation/{session}/feedback", json={"turn": 9, "rating": -1}, headers=_auth(token)
+        f"/v1/conversation/{session}/feedback",
+        json={"turn": 9, "rating": -1},
+        headers=bearer(token),
     )
     assert unknown_turn.status_code == 422
-    closed = await api.post(f"/v1/conversation/{session}/close", headers=_auth(token))
+    closed = await api.post(f"/v1/conversation/{session}/close", headers=bearer(token))
     assert closed.status_code == 200 and closed.json()["status"] == "closed"
-    again = await api.post(f"/v1/conversation/{session}/close", headers=_auth(token))
+    again = await api.post(f"/v1/conversation/{session}/close", headers=bearer(token))
     assert again.status_code == 200 and again.json()["status"] == "closed"
     assert again.json()["turns"] == closed.json()["turns"] and closed.json()["turns"]
     refused = await _step(api, token, session, "Are you there?")
@@ -232,7 +231,7 @@ async def test_policy_mismatch_is_409_and_starts_nothing(
     assert body["policy_version"] == response.headers["x-policy-version"]
     bad_hash = await _step(api, token, session, "Hello.", **{"X-Constitution-Hash": "0" * 64})
     assert bad_hash.status_code == 409
-    missing = await api.get(f"/v1/conversation/{session}", headers=_auth(token))
+    missing = await api.get(f"/v1/conversation/{session}", headers=bearer(token))
     assert missing.status_code == 404  # no workflow was started
     pinned = {
         "X-Policy-Version": body["policy_version"],
@@ -251,7 +250,9 @@ async def test_the_transcript_pages_from_the_latest_turn_back(
         assert response.status_code == 200, response.text
 
     async def page(**params: int) -> dict[str, Any]:
-        response = await api.get(f"/v1/conversation/{session}", params=params, headers=_auth(token))
+        response = await api.get(
+            f"/v1/conversation/{session}", params=params, headers=bearer(token)
+        )
         assert response.status_code == 200, response.text
         body: dict[str, Any] = response.json()
         return body
@@ -264,7 +265,9 @@ async def test_the_transcript_pages_from_the_latest_turn_back(
     whole = await page()
     assert [t["turn"] for t in whole["turns"]] == [1, 2, 3] and whole["next_before"] is None
     for params in ({"limit": 0}, {"limit": 201}, {"before": 1}):
-        response = await api.get(f"/v1/conversation/{session}", params=params, headers=_auth(token))
+        response = await api.get(
+            f"/v1/conversation/{session}", params=params, headers=bearer(token)
+        )
         assert response.status_code == 422, params
         assert response.headers["content-type"] == "application/problem+json"
 
@@ -278,7 +281,7 @@ async def test_bad_step_requests_are_422(api: httpx.AsyncClient, token: Callable
         {"message": "hi", "extra": 1},
     ]
     for body in cases:
-        response = await api.post("/v1/conversation/step", json=body, headers=_auth(token))
+        response = await api.post("/v1/conversation/step", json=body, headers=bearer(token))
         assert response.status_code == 422, body
     long_key = await _step(api, token, _session(), "hi", **{"Idempotency-Key": "k" * 129})
     assert long_key.status_code == 422

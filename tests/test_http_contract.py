@@ -24,6 +24,7 @@ from api.app import create_app
 from api.deps import AdminPrincipal, UserPrincipal
 from core.settings import Settings
 from deploy.services import free_ports
+from tests.helpers.auth import bearer
 
 TRACE_ID = re.compile(r"^[0-9a-f]{32}$")
 
@@ -71,16 +72,12 @@ async def client(app_url: str) -> AsyncIterator[httpx.AsyncClient]:
         yield http
 
 
-def _auth(token: Callable[..., str], role: str = "user", tenant: str = "acme") -> dict[str, str]:
-    return {"Authorization": f"Bearer {token(tenant, role)}"}
-
-
 async def test_body_over_64_kib_is_413_before_parsing(
     client: httpx.AsyncClient, token: Callable[..., str]
 ) -> None:
     # Not even valid JSON: a 413 (not a 422) proves the body was refused before parsing.
     response = await client.post(
-        "/v1/conversation/step", content=b"x" * (64 * 1024 + 1), headers=_auth(token)
+        "/v1/conversation/step", content=b"x" * (64 * 1024 + 1), headers=bearer(token)
     )
     assert response.status_code == 413
     assert response.headers["content-type"] == "application/problem+json"
@@ -95,7 +92,7 @@ async def test_chunked_body_over_64_kib_is_413(
         for _ in range(20):
             yield b"y" * 4096  # 80 KiB in all, with no Content-Length
 
-    response = await client.post("/v1/conversation/step", content=chunks(), headers=_auth(token))
+    response = await client.post("/v1/conversation/step", content=chunks(), headers=bearer(token))
     assert response.request.headers.get("transfer-encoding") == "chunked"
     assert response.status_code == 413
     assert response.json()["code"] == "payload_too_large"
@@ -105,7 +102,7 @@ async def test_body_just_under_the_limit_is_accepted(
     client: httpx.AsyncClient, token: Callable[..., str]
 ) -> None:
     text = "z" * (64 * 1024 - 20)
-    response = await client.post("/v1/test/notes", json={"text": text}, headers=_auth(token))
+    response = await client.post("/v1/test/notes", json={"text": text}, headers=bearer(token))
     assert response.status_code == 200
     assert response.json() == {"length": len(text)}
 
@@ -114,7 +111,7 @@ async def test_unknown_field_is_422_problem(
     client: httpx.AsyncClient, token: Callable[..., str]
 ) -> None:
     response = await client.post(
-        "/v1/conversation/step", json={"message": "hi", "colour": "red"}, headers=_auth(token)
+        "/v1/conversation/step", json={"message": "hi", "colour": "red"}, headers=bearer(token)
     )
     assert response.status_code == 422
     body = response.json()
@@ -127,10 +124,10 @@ async def test_unknown_field_is_422_problem(
 async def test_user_on_admin_route_is_403_and_admin_passes(
     client: httpx.AsyncClient, token: Callable[..., str]
 ) -> None:
-    refused = await client.post("/v1/test/admin-only", headers=_auth(token, "user"))
+    refused = await client.post("/v1/test/admin-only", headers=bearer(token))
     assert refused.status_code == 403
     assert "admin" in refused.json()["detail"]
-    allowed = await client.post("/v1/test/admin-only", headers=_auth(token, "admin", "globex"))
+    allowed = await client.post("/v1/test/admin-only", headers=bearer(token, "globex", "admin"))
     assert allowed.status_code == 200
     assert allowed.json() == {"tenant": "globex"}
 

@@ -18,6 +18,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from deploy.stack import EmbeddedStack
+from tests.helpers.auth import bearer
 
 TIGHT = {
     "rate-limited": {"requests_per_second": 0.2, "burst": 3},
@@ -46,10 +47,6 @@ async def limited_api(stack: EmbeddedStack) -> AsyncIterator[str]:
         await stack.start(("api",))
 
 
-def _auth(token: Callable[..., str], tenant: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token(tenant, 'user')}"}
-
-
 def _assert_limited(response: httpx.Response) -> None:
     assert response.status_code == 429, response.text
     assert response.headers["content-type"] == "application/problem+json"
@@ -64,18 +61,18 @@ async def test_a_tenant_over_its_rate_is_refused_and_starts_nothing(
     async with httpx.AsyncClient(base_url=limited_api, timeout=30) as api:
         for _ in range(3):  # the burst
             assert (
-                await api.get("/v1/whoami", headers=_auth(token, "rate-limited"))
+                await api.get("/v1/whoami", headers=bearer(token, "rate-limited"))
             ).status_code == 200
         session = f"s-{uuid.uuid4().hex[:12]}"
         refused = await api.post(
             "/v1/conversation/step",
             json={"session_id": session, "message": "Hello."},
-            headers=_auth(token, "rate-limited"),
+            headers=bearer(token, "rate-limited"),
         )
         _assert_limited(refused)
         assert "requests per second" in refused.json()["detail"]
         # Another tenant, at the same moment, is not held back.
-        other = await api.get("/v1/whoami", headers=_auth(token, "acme"))
+        other = await api.get("/v1/whoami", headers=bearer(token, "acme"))
         assert other.status_code == 200
     handle = temporal.get_workflow_handle(f"conversation:rate-limited:{session}")
     try:
@@ -88,7 +85,7 @@ async def test_a_tenant_over_its_rate_is_refused_and_starts_nothing(
 async def test_a_tenant_with_its_streams_all_open_is_refused_another(
     limited_api: str, token: Callable[..., str]
 ) -> None:
-    headers = _auth(token, "stream-limited")
+    headers = bearer(token, "stream-limited")
     async with httpx.AsyncClient(base_url=limited_api, timeout=60) as api:
         first = {"session_id": f"s-{uuid.uuid4().hex[:12]}", "message": LONG}
         async with api.stream("POST", "/v1/chat/stream", json=first, headers=headers) as open_:
@@ -116,7 +113,7 @@ async def test_a_tenant_with_its_streams_all_open_is_refused_another(
 async def test_a_session_with_a_turn_in_flight_is_refused_a_second(
     limited_api: str, token: Callable[..., str]
 ) -> None:
-    headers = _auth(token, "turn-limited")
+    headers = bearer(token, "turn-limited")
     session = f"s-{uuid.uuid4().hex[:12]}"
     async with httpx.AsyncClient(base_url=limited_api, timeout=60) as api:
         body = {"session_id": session, "message": LONG}
@@ -148,7 +145,7 @@ async def test_more_streams_than_redis_connections_all_reach_their_end(
 ) -> None:
     """Each relay waits for its next event on a pooled connection: twice as many streams as
     the pool holds wait their turn for one, and none fails."""
-    headers = _auth(token, "acme")
+    headers = bearer(token, "acme")
 
     async def streamed(api: httpx.AsyncClient) -> list[str]:
         body = {"session_id": f"s-{uuid.uuid4().hex[:12]}", "message": "Say hello."}

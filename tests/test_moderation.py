@@ -11,12 +11,9 @@ from temporalio.client import Client
 
 from core.policy import load_policy
 from core.settings import Settings
-from tests.kafka_records import records_for_key
-from tests.test_moderation_engine import CATEGORY_REQUESTS, CLASSIFIER_ONLY, SPLIT_REQUEST
-
-
-def _auth(token: Callable[..., str]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token('acme', 'user')}"}
+from tests.helpers.auth import bearer
+from tests.helpers.kafka_records import records_for_key
+from tests.helpers.requests import CATEGORY_REQUESTS, CLASSIFIER_ONLY, SPLIT_REQUEST
 
 
 async def _step(
@@ -25,7 +22,7 @@ async def _step(
     response = await api.post(
         "/v1/conversation/step",
         json={"session_id": session, "message": message},
-        headers=_auth(token),
+        headers=bearer(token),
     )
     assert response.status_code == 200, response.text
     return response
@@ -61,7 +58,7 @@ async def test_a_classifier_refusal_agrees_everywhere(
     )
     assert events[0]["data"]["verdict"] == verdict
     assert events[0]["_headers"]["policy_verdict"] == "refuse"
-    transcript = (await api.get(f"/v1/conversation/{session}", headers=_auth(token))).json()
+    transcript = (await api.get(f"/v1/conversation/{session}", headers=bearer(token))).json()
     assert transcript["turns"][0]["verdict"] == verdict
     metrics = (await api.get("/metrics")).text
     assert (
@@ -100,7 +97,7 @@ async def test_personal_data_is_kept_out_of_history_events_and_transcript(
     events = await records_for_key(
         settings.kafka_bootstrap, settings.conversation_events_topic, session, bool
     )
-    transcript = (await api.get(f"/v1/conversation/{session}", headers=_auth(token))).text
+    transcript = (await api.get(f"/v1/conversation/{session}", headers=bearer(token))).text
     for place, text in [("history", raw), ("event", str(events)), ("transcript", transcript)]:
         for canary in (email, card, card.replace(" ", "")):
             assert canary not in text, f"{canary} found in the {place}"

@@ -21,7 +21,7 @@ from api.openai.chunks import ChunkWriter, chunk_frames
 from api.streaming.relay import relay
 from core.redis_keys import stream_key
 from core.settings import Settings
-from tests.refused_window import refused_midway
+from tests.helpers.refused_window import refused_midway
 
 
 async def test_a_retracted_reply_ends_with_content_filter_and_x_retract(

@@ -11,12 +11,9 @@ from collections.abc import Callable
 import httpx
 
 from deploy.stack import EmbeddedStack
+from tests.helpers.auth import bearer
 
 OUTAGE_SECONDS = 20
-
-
-def _auth(token: Callable[..., str], role: str = "user") -> dict[str, str]:
-    return {"Authorization": f"Bearer {token('redis-outage', role)}"}
 
 
 async def test_redis_down_for_20_s_turns_go_on_and_everything_recovers(
@@ -32,7 +29,7 @@ async def test_redis_down_for_20_s_turns_go_on_and_everything_recovers(
                     await api.post(
                         "/v1/conversation/step",
                         json={"session_id": session, "message": "Name a colour."},
-                        headers=_auth(token),
+                        headers=bearer(token, "redis-outage"),
                     )
                 )
 
@@ -43,12 +40,12 @@ async def test_redis_down_for_20_s_turns_go_on_and_everything_recovers(
             streamed = await api.post(
                 "/v1/chat/stream",
                 json={"session_id": f"r-{uuid.uuid4().hex[:10]}", "message": "Hi."},
-                headers=_auth(token),
+                headers=bearer(token, "redis-outage"),
             )
             enable = await api.post(
                 "/v1/training/enable",
                 json={"ttl_seconds": 60, "reason": "during the outage"},
-                headers=_auth(token, "admin"),
+                headers=bearer(token, "redis-outage", "admin"),
             )
             await load
         finally:
@@ -67,24 +64,26 @@ async def test_redis_down_for_20_s_turns_go_on_and_everything_recovers(
         assert enable.status_code == 503 and enable.json()["dependency"] == "redis"
 
         # After recovery: all of it works, and no lease is held by nobody.
-        training = await api.get("/v1/training", headers=_auth(token, "admin"))
+        training = await api.get("/v1/training", headers=bearer(token, "redis-outage", "admin"))
         assert training.status_code == 200 and training.json()["enabled"] is False
         again = await api.post(
             "/v1/training/enable",
             json={"ttl_seconds": 60, "reason": "after the outage"},
-            headers=_auth(token, "admin"),
+            headers=bearer(token, "redis-outage", "admin"),
         )
         assert again.status_code == 200, again.text
         async with api.stream(
             "POST",
             "/v1/chat/stream",
             json={"session_id": sessions[0], "message": "And another?"},
-            headers=_auth(token),
+            headers=bearer(token, "redis-outage"),
         ) as response:
             assert response.status_code == 200
             lines = [line async for line in response.aiter_lines()]
         assert "event: turn.completed" in lines
         disabled = await api.post(
-            "/v1/training/disable", json={"reason": "test over"}, headers=_auth(token, "admin")
+            "/v1/training/disable",
+            json={"reason": "test over"},
+            headers=bearer(token, "redis-outage", "admin"),
         )
         assert disabled.status_code == 200 and disabled.json()["enabled"] is False

@@ -17,8 +17,8 @@ from temporalio.exceptions import ApplicationError
 
 from core.settings import Settings
 from deploy.stack import EmbeddedStack
-from tests.direct_turns import step_directly
-from tests.kafka_records import records_for_key
+from tests.helpers.direct_turns import step_directly
+from tests.helpers.kafka_records import records_for_key
 from workflows.conversation.session_record import FEEDBACK_BYTES_PER_TURN, PAGE_BYTES
 from workflows.conversation.types import Feedback, TranscriptRequest, TurnRequest
 from workflows.conversation.workflow import ConversationWorkflow

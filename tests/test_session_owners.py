@@ -14,7 +14,7 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 
 from core.settings import Settings
-from tests.kafka_records import records_for_key
+from tests.helpers.kafka_records import records_for_key
 
 
 def _as(token: Callable[..., str], subject: str, role: str = "user") -> dict[str, str]:

@@ -17,8 +17,8 @@ from temporalio.client import Client, WorkflowHandle
 
 from core.redis_keys import pointer_key
 from core.settings import Settings
-from tests.kafka_records import records_for_key
-from tests.sse import Event, events, ids_in_order, text
+from tests.helpers.kafka_records import records_for_key
+from tests.helpers.sse import Event, events, ids_in_order, text
 
 
 def _user(token: Callable[..., str]) -> dict[str, str]:

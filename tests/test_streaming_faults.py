@@ -19,10 +19,10 @@ from activities.slm import SlmActivities
 from core.moderation.reply_check import WINDOW_STEP_CHARS
 from core.settings import Settings
 from deploy.stack import EmbeddedStack
-from tests.direct_turns import step_directly
-from tests.kafka_records import records_for_key
-from tests.refused_window import refused_midway
-from tests.sse import Event, events, ids_in_order, text
+from tests.helpers.direct_turns import step_directly
+from tests.helpers.kafka_records import records_for_key
+from tests.helpers.refused_window import refused_midway
+from tests.helpers.sse import Event, events, ids_in_order, text
 from workflows.conversation.types import TurnRequest
 
 STORY = "Write a long story about a lighthouse keeper."

@@ -18,8 +18,8 @@ from temporalio.common import WorkflowIDConflictPolicy
 from core.redis_keys import fence_key, lock_key
 from core.settings import Settings
 from deploy.stack import EmbeddedStack
-from tests.activities_in_flight import wait_until_started
-from tests.kafka_records import records_for_key
+from tests.helpers.activities_in_flight import wait_until_started
+from tests.helpers.kafka_records import records_for_key
 from workflows.training_mode.types import EnableRequest, TrainingSettings, TrainingState
 from workflows.training_mode.workflow import TrainingModeWorkflow
 

@@ -17,7 +17,7 @@ from temporalio.client import Client
 
 from core.redis_keys import fence_key, lock_key
 from core.settings import Settings
-from tests.kafka_records import records_for_key
+from tests.helpers.kafka_records import records_for_key
 
 ROUTES = (
     ("GET", "/v1/training", None),

@@ -15,7 +15,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosedError, InvalidStatus
 from websockets.typing import Subprotocol
 
-from tests.sse import Event, events, ids_in_order, text
+from tests.helpers.sse import Event, events, ids_in_order, text
 
 FINAL = {"turn.completed", "turn.refused", "turn.cancelled", "error"}
 LONG = "Write a long story about a lighthouse keeper."

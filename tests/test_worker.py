@@ -15,9 +15,9 @@ from temporalio.worker import Worker
 
 from activities.slm import Completion
 from core.settings import Settings
-from tests.activities_in_flight import wait_until_started
-from tests.direct_turns import step_directly
-from tests.probe_workflow import ProbeInput, ProbeWorkflow
+from tests.helpers.activities_in_flight import wait_until_started
+from tests.helpers.direct_turns import step_directly
+from tests.helpers.probe_workflow import ProbeInput, ProbeWorkflow
 from workflows.conversation.types import TurnRequest
 
 

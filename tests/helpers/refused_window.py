@@ -19,7 +19,7 @@ from temporalio.worker import Worker
 from activities.slm import SlmActivities
 from core.policy import load_policy
 from core.settings import Settings
-from tests.direct_turns import step_directly
+from tests.helpers.direct_turns import step_directly
 from workflows.conversation.types import TurnRequest, TurnResult
 
 SHORT_STORY = "Tell me a story."
