@@ -43,7 +43,7 @@ test: $(STAMP) promtool
 
 # The fast lane: every test that starts no server (tests/conftest.py marks the others
 # `servers`): the engine, codec, schemas, replay of committed histories, configuration.
-test-unit: $(STAMP)
+test-unit: $(STAMP) promtool
 	$(BIN)/pytest -m "not servers" -n auto -p no:cacheprovider
 
 # promtool checks and unit-tests the alert rules (tests/test_monitoring.py); it comes with
