@@ -2,17 +2,21 @@
 
 Algorithms are pinned: the dev key verifies ES256 only, a JWKS verifies the configured
 asymmetric list only, so `alg: none` and HMAC-with-the-public-key confusions never pass.
+An identity provider's keys are fetched as api/key_set.py says. A client address whose
+tokens were refused `auth_refusals_per_minute` times within a minute is answered 429 before
+any token of it is read, until that minute has passed.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import jwt
-from starlette.concurrency import run_in_threadpool
 
-from core.errors import DependencyUnavailable, Forbidden, Unauthenticated
+from api.key_set import KeySet
+from core.errors import Forbidden, RateLimited, Unauthenticated
 from core.settings import Settings
 from core.tokens import DEV_ALGORITHM, TENANT_PATTERN, load_or_create_key
 
@@ -42,15 +46,13 @@ class Principal:
 class TokenVerifier:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
-        self._jwks: jwt.PyJWKClient | None = None
+        self._jwks: KeySet | None = None
+        self._refusals = Refusals(settings.auth_refusals_per_minute)
         if settings.auth_jwks_url is not None:
-            # The key set is cached for a while, never a key alone: PyJWT's key cache would
-            # keep trusting a key the provider removed until the process restarts.
-            self._jwks = jwt.PyJWKClient(
+            self._jwks = KeySet(
                 str(settings.auth_jwks_url),
-                cache_keys=False,
-                lifespan=settings.auth_jwks_cache_seconds,
-                timeout=5,
+                settings.auth_jwks_cache_seconds,
+                settings.auth_jwks_refresh_seconds,
             )
             self._algorithms = list(settings.auth_algorithms)
             self._dev_key = None
@@ -65,12 +67,21 @@ class TokenVerifier:
                 )
             self._algorithms = [DEV_ALGORITHM]
 
-    async def verify(self, authorization: str | None) -> Principal:
+    async def verify(self, authorization: str | None, address: str | None = None) -> Principal:
+        """The caller `authorization` names; `address`, the client's, counts refusals."""
+        self._refusals.admit(address)
+        try:
+            return await self._verify(authorization)
+        except Unauthenticated:
+            self._refusals.count(address)
+            raise
+
+    async def _verify(self, authorization: str | None) -> Principal:
         token = _bearer(authorization)
         try:
             if self._jwks is not None:
-                # PyJWKClient fetches over blocking HTTP (and caches): keep it off the loop.
-                key = (await run_in_threadpool(self._jwks.get_signing_key_from_jwt, token)).key
+                header = jwt.get_unverified_header(token)
+                key = (await self._jwks.key(header.get("kid"))).key
             else:
                 assert self._dev_key is not None
                 key = self._dev_key
@@ -83,11 +94,45 @@ class TokenVerifier:
                 leeway=_LEEWAY_SECONDS,
                 options={"require": _REQUIRED_CLAIMS},
             )
-        except jwt.PyJWKClientConnectionError as error:
-            raise DependencyUnavailable(f"The token keys could not be fetched: {error}") from None
         except jwt.PyJWTError as error:
             raise Unauthenticated(f"The bearer token was refused: {error}.") from None
         return _principal(claims)
+
+
+class Refusals:
+    """Refused tokens per client address within the current minute (this process's count)."""
+
+    _WINDOW_SECONDS = 60.0
+    #: Addresses remembered at most: past it, windows that ended are forgotten first.
+    _MAX_ADDRESSES = 10_000
+
+    def __init__(self, per_minute: int) -> None:
+        self._limit = per_minute
+        self._counts: dict[str, tuple[float, int]] = {}
+
+    def admit(self, address: str | None) -> None:
+        if not self._limit or address is None:
+            return
+        started, count = self._counts.get(address, (0.0, 0))
+        left = started + self._WINDOW_SECONDS - time.monotonic()
+        if count >= self._limit and left > 0:
+            raise RateLimited(
+                f"Too many refused tokens from {address}; send a valid token after "
+                f"{int(left) + 1} s.",
+                retry_after_seconds=int(left) + 1,
+            )
+
+    def count(self, address: str | None) -> None:
+        if not self._limit or address is None:
+            return
+        now = time.monotonic()
+        started, count = self._counts.get(address, (now, 0))
+        if now - started >= self._WINDOW_SECONDS:
+            started, count = now, 0
+        self._counts[address] = (started, count + 1)
+        if len(self._counts) > self._MAX_ADDRESSES:
+            ended = now - self._WINDOW_SECONDS
+            self._counts = {a: v for a, v in self._counts.items() if v[0] > ended}
 
 
 def _bearer(authorization: str | None) -> str:

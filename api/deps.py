@@ -61,7 +61,8 @@ async def authenticate(connection: HTTPConnection, authorization: str | None) ->
     Every request, and every message of a WebSocket, is one: it takes a token from its
     tenant's bucket."""
     verifier: TokenVerifier = connection.app.state.verifier
-    principal = await verifier.verify(authorization)
+    address = connection.client.host if connection.client else None
+    principal = await verifier.verify(authorization, address)
     tenant_var.set(principal.tenant)
     await _tenant_limits(connection).admit(principal.tenant)
     return principal

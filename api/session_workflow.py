@@ -10,6 +10,7 @@ session (a page of it) for whoever may use it, for every route that names one.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import time
@@ -94,7 +95,7 @@ def start_operation(
     )
 
 
-def turn_request(
+async def turn_request(
     body: StepRequest,
     principal: Principal,
     idempotency_key: str | None,
@@ -115,9 +116,10 @@ def turn_request(
         else uuid.uuid4().hex
     )
     session_id_var.set(session_id)
-    message = redacted(body.message, policy)
     options = options or TurnOptions()
-    earlier = [ChatMessage(m.role, redacted(m.content, policy)) for m in options.earlier]
+    # Up to 64 KiB of text to scan: on a worker thread, so the event loop (and every other
+    # request, liveness included) never waits for it.
+    message, earlier = await asyncio.to_thread(_redacted, policy, body.message, options.earlier)
     history = [digest(m.role, m.content) for m in earlier]
     seed = []
     if options.seed_budget:
@@ -153,8 +155,14 @@ class TurnOptions:
     seed_budget: int = 0
 
 
-def redacted(text: str, policy: Policy) -> str:
-    return pii.redact(text, policy.document.pii.redact)[0]
+def _redacted(
+    policy: Policy, message: str, earlier: list[ChatMessage]
+) -> tuple[str, list[ChatMessage]]:
+    """The message and the earlier messages with the personal data `policy` redacts replaced."""
+    kinds = policy.document.pii.redact
+    return pii.redact(message, kinds)[0], [
+        ChatMessage(m.role, pii.redact(m.content, kinds)[0]) for m in earlier
+    ]
 
 
 def _observe(result: TurnResult, started: float) -> None:

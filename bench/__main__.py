@@ -1,7 +1,8 @@
 """`python -m bench`: the conversation-turn benchmark; `python -m bench ttft`: time to first
 token; `python -m bench load`: load and capacity with many live sessions;
 `python -m bench moderation`: the moderation policy on its held-out set;
-`python -m bench slm`: the SLM's tokens per second, portable build against native.
+`python -m bench slm`: the SLM's tokens per second, portable build against native;
+`python -m bench pii`: personal-data redaction's cost, linear in the text.
 
 Each is a report, so it exits 0 when a target is missed.
 """
@@ -11,7 +12,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from bench import harness, load, load_report, slm_builds, ttft, turns, turns_report
+from bench import harness, load, load_report, pii_scan, slm_builds, ttft, turns, turns_report
 from bench.moderation import evaluate
 
 
@@ -102,6 +103,9 @@ def main() -> None:
     benchmarks.add_parser(
         "moderation", description=evaluate.__doc__, help="moderation recall, false refusals, cost"
     )
+    benchmarks.add_parser(
+        "pii", description=pii_scan.__doc__, help="redaction time against text length"
+    )
     builds = benchmarks.add_parser(
         "slm", description=slm_builds.__doc__, help="SLM tokens/s: portable vs native build"
     )
@@ -117,6 +121,9 @@ def main() -> None:
         slm_builds.report(
             asyncio.run(slm_builds.run(args.native, args.slm_requests, args.max_tokens))
         )
+        return
+    if args.benchmark == "pii":
+        pii_scan.report(pii_scan.run())
         return
     if args.benchmark == "moderation":
         evaluate.report(evaluate.run())

@@ -112,6 +112,12 @@ class Settings(BaseSettings):
     #: How long the identity provider's key set is trusted before it is fetched again: a
     #: key it removed is refused at most this long after.
     auth_jwks_cache_seconds: float = Field(default=300.0, gt=0, le=86400)
+    #: A token whose key id the set lacks fetches it again at most this often (a key the
+    #: provider has just rotated in), however many such tokens arrive.
+    auth_jwks_refresh_seconds: float = Field(default=30.0, gt=0, le=86400)
+    #: Refused tokens one client address may send per minute; past it, 429 until the minute
+    #: ends, before any token is read. 0: no limit.
+    auth_refusals_per_minute: int = Field(default=120, ge=0)
     auth_issuer: str = Field(default="orchestrator-dev", min_length=1)
     auth_audience: str = Field(default="orchestrator", min_length=1)
     #: The dev signing key (PEM, EC P-256); by default generated under the data dir on first use.
@@ -255,7 +261,16 @@ class Settings(BaseSettings):
         return str(self.slm_base_url).rstrip("/")
 
 
-_URL_PASSWORD = re.compile(r"(//[^/@:]*:)[^/@]*@")
+def without_user_info(text: str) -> str:
+    """`text` with the password of any URL in it shown as `***` (`redis://:***@host`), and a
+    user-info without a password (a token) as `***@`. A password may hold `/`, `:` or `@`,
+    so all up to the last `@` after `//` counts."""
+
+    def hidden(match: re.Match[str]) -> str:
+        user, colon, _ = match.group(1).partition(":")
+        return f"//{user}:***@" if colon else "//***@"
+
+    return re.sub(r"//([^\s'\"]*)@", hidden, text)
 
 
 class ConfigurationError(Exception):
@@ -276,6 +291,6 @@ def load_settings(**overrides: object) -> Settings:
         name = "ORCH_" + str(first["loc"][0]).upper() if first["loc"] else "ORCH_*"
         shown = first.get("input")
         if isinstance(shown, str):  # never echo a password written into a URL
-            shown = _URL_PASSWORD.sub(r"\1***@", shown)
-        detail = first["msg"].removeprefix("Value error, ")
+            shown = without_user_info(shown)
+        detail = without_user_info(first["msg"].removeprefix("Value error, "))
         raise ConfigurationError(f"{name}: {detail} (got {shown!r})") from None

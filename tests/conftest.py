@@ -54,8 +54,13 @@ async def stack(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Embed
     embedded = EmbeddedStack(
         tmp_path_factory.mktemp("stack"),
         DevPorts.free(),
-        # Training leases of a few seconds, so expiry is seen through the real timer.
-        {"ORCH_TRAINING_MIN_TTL_SECONDS": str(TEST_MIN_TTL_SECONDS)},
+        {
+            # Training leases of a few seconds, so expiry is seen through the real timer.
+            "ORCH_TRAINING_MIN_TTL_SECONDS": str(TEST_MIN_TTL_SECONDS),
+            # Every test calls from 127.0.0.1, and many send refused tokens on purpose: the
+            # limit on refusals per address has its own tests (tests/test_jwks.py).
+            "ORCH_AUTH_REFUSALS_PER_MINUTE": "0",
+        },
     )
     await embedded.start()
     try:

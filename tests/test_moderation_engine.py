@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from core.moderation import pii
 from core.moderation.classifier import Classifier, Heads
 from core.moderation.engine import Engine
 from core.moderation.moderator import Moderator
@@ -126,24 +125,6 @@ def test_a_follow_up_is_judged_in_its_conversation_refused_turns_included(policy
     finding = engine.check("ok and the rest of it", "input", [benign], [benign, HARMFUL]).finding
     assert finding is not None and finding.basis == "conversation"
     assert engine.check("ok and the rest of it", "input", [benign]).finding is None
-
-
-def test_personal_data_is_replaced_by_typed_placeholders() -> None:
-    text = (
-        "I'm jane.doe@example.com, card 4111 1111 1111 1111 (not 4111 1111 1111 1112), "
-        "IBAN DE89 3704 0044 0532 0130 00, SSN 536-22-1234, call +44 20 7946 0958, "
-        "my server is 203.0.113.7. Order 2024-118."
-    )
-    redacted, kinds = pii.redact(text, pii.PLACEHOLDERS)
-    assert redacted == (
-        "I'm [EMAIL], card [CARD_NUMBER] (not 4111 1111 1111 1112), "
-        "IBAN [IBAN], SSN [NATIONAL_ID], call [PHONE], "
-        "my server is [IP_ADDRESS]. Order 2024-118."
-    )
-    assert sorted(kinds) == sorted(
-        ["email", "card_number", "iban", "national_id", "phone", "ip_address"]
-    )
-    assert pii.redact(text, ["email"])[0].startswith("I'm [EMAIL], card 4111 1111 1111 1111")
 
 
 def _guarded(tmp_path: Path, url: str, grammar: str, on_error: str) -> Policy:

@@ -184,11 +184,17 @@ class ChatCompletionRequest(_Strict):
                 "white space.",
                 f"messages[{last}].content",
             )
-        earlier = [
-            ChatMessage(m.role, m.text())
-            for m in self.messages[:last]
-            if m.role in ("user", "assistant")
-        ]
+        earlier = []
+        for index, m in enumerate(self.messages[:last]):
+            text = m.text()
+            if len(text) > MAX_MESSAGE_CHARS:
+                raise InvalidParameter(
+                    f"Each message may have at most {MAX_MESSAGE_CHARS} characters; this one "
+                    f"has {len(text)}.",
+                    f"messages[{index}].content",
+                )
+            if m.role in ("user", "assistant"):
+                earlier.append(ChatMessage(m.role, text))
         return message, earlier
 
     def sampling(self, settings: Settings) -> Sampling | None:

@@ -112,7 +112,7 @@ async def chat_completions(
     seeds = bool(earlier) and await _takes_seed(clients, principal, named)
     options = TurnOptions(sampling, earlier, settings.context_token_budget if seeds else 0)
     stream_id = uuid.uuid4().hex if body.stream else ""
-    session_id, turn = turn_request(
+    session_id, turn = await turn_request(
         _step(named, message, body), principal, idempotency_key, policy, stream_id, options
     )
     if body.stream:

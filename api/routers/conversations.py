@@ -59,7 +59,7 @@ async def step(
     limits: LimitsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> StepResponse:
-    session_id, turn = turn_request(body, principal, idempotency_key, policy)
+    session_id, turn = await turn_request(body, principal, idempotency_key, policy)
     result = await run_turn(turn, session_id, principal, clients, settings, limits)
     answered(result, request, response)
     return StepResponse.of(result)

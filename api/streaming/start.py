@@ -77,7 +77,7 @@ async def start_streamed_turn(
     """Start the turn and return once its workflow accepted it; a refusal raises its problem."""
     asked_at = time.perf_counter()
     stream_id = uuid.uuid4().hex
-    session_id, turn = turn_request(body, principal, idempotency_key, policy, stream_id)
+    session_id, turn = await turn_request(body, principal, idempotency_key, policy, stream_id)
     return await start_stream(turn, session_id, principal, clients, settings, limits, asked_at)
 
 
