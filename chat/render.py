@@ -7,10 +7,22 @@ own, labelled and coloured, so a refusal never reads as the model's answer.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
+
+#: C0 and C1 control characters but newline and tab, and DEL: what a terminal would act on.
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """`text` without the control characters a terminal would act on (an escape sequence in
+    a reply or a transcript could otherwise move the cursor, recolour, retitle the window,
+    or write into the clipboard): they are dropped, newline and tab kept."""
+    return _CONTROL.sub("", text)
+
 
 #: Events after which a turn has nothing more to send.
 FINAL_EVENTS = frozenset({"turn.completed", "turn.refused", "turn.cancelled", "error"})
@@ -34,7 +46,8 @@ class TurnView:
         elif kind == "token":
             if self._cancelling:  # a cancelled turn keeps no reply: its last tokens are moot
                 return
-            self._console.print(data["delta"], end="", markup=False, highlight=False)
+            delta = printable(str(data["delta"]))
+            self._console.print(delta, end="", markup=False, highlight=False)
             self._mid_line = self._text_shown = True
         elif kind == "retract":
             why = "the policy refused it" if data.get("reason") == "moderation" else "retried"
@@ -76,7 +89,7 @@ class TurnView:
         if self._mid_line and self._text_shown:
             self._console.print()
         self._mid_line = self._text_shown = False
-        self._console.print(escape(text), style=style, highlight=False)
+        self._console.print(escape(printable(text)), style=style, highlight=False)
 
     def _label(self, markup: str) -> None:
         self._console.print(markup, end="")

@@ -19,7 +19,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from chat.connection import ApiError, ChatApi, ConnectionLost
-from chat.render import TurnView
+from chat.render import TurnView, printable
 from chat.target import ChatError
 
 HELP = """\
@@ -91,9 +91,13 @@ class Chat:
         try:
             action()
         except ApiError as error:
-            self._console.print(f"[bold red]error {error.status}:[/] {escape(str(error))}")
+            self._console.print(
+                f"[bold red]error {error.status}:[/] {escape(printable(str(error)))}"
+            )
         except (ChatError, ConnectionLost) as error:  # the API went away: it may come back
-            self._console.print(f"[bold red]error:[/] {escape(str(error) or 'connection lost')}")
+            self._console.print(
+                f"[bold red]error:[/] {escape(printable(str(error)) or 'connection lost')}"
+            )
 
     def _command(self, line: str) -> bool:
         """Run a command; False ends the chat."""
@@ -202,4 +206,6 @@ class Chat:
 
 
 def _short(text: str, limit: int = 160) -> str:
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    """A cell of the history: printable, shortened, its brackets shown as written."""
+    text = printable(text)
+    return escape(text if len(text) <= limit else text[: limit - 3] + "...")

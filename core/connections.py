@@ -48,14 +48,21 @@ async def connect_temporal(settings: Settings, **options: Any) -> Client:
 
 
 def data_converter(settings: Settings) -> DataConverter:
-    """The SDK's converter, with the encryption codec unless ORCH_PAYLOAD_ENCRYPTION=false."""
+    """The SDK's converter, with the encryption codec (and failures' messages and stack traces
+    encoded by it) unless ORCH_PAYLOAD_ENCRYPTION=false."""
     if not settings.payload_encryption:
         return temporalio.converter.default()
     try:
         keys = CodecKeys.load_or_create(settings.codec_key_path, create=settings.dev_mode)
     except CodecKeyError as error:
         raise ConfigurationError(f"ORCH_CODEC_KEY_FILE: {error}") from None
-    return dataclasses.replace(temporalio.converter.default(), payload_codec=EncryptionCodec(keys))
+    # A failure's message and stack trace go into an encoded (so encrypted) attribute: they
+    # can quote a message, a holder's name or a path, and would stay plain in history.
+    return dataclasses.replace(
+        temporalio.converter.default(),
+        payload_codec=EncryptionCodec(keys),
+        failure_converter_class=temporalio.converter.DefaultFailureConverterWithEncodedAttributes,
+    )
 
 
 def kafka_options(settings: Settings) -> dict[str, Any]:

@@ -1,5 +1,6 @@
 """Encrypted histories (docs/operations.md, Payload encryption): what Temporal stores of a
-turn is ciphertext; the processes and the codec endpoint read it; keys rotate."""
+turn is ciphertext, failures' messages and stack traces too; the processes and the codec
+endpoint read it; keys rotate."""
 
 from __future__ import annotations
 
@@ -14,10 +15,12 @@ import httpx
 import pytest
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload
-from temporalio.client import Client
+from temporalio.client import Client, WorkflowFailureError
+from temporalio.worker import Worker
 
 from core.codec import ENCODING, CodecKeyError, CodecKeys, EncryptionCodec
 from core.settings import Settings
+from tests.helpers.failing_workflow import FailingWorkflow
 
 
 def _key() -> str:
@@ -126,3 +129,27 @@ async def test_history_holds_no_message_and_the_codec_endpoint_reads_it(
     )
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == "http://localhost:8233"
+
+
+async def test_a_failure_keeps_its_message_and_stack_trace_out_of_history(
+    settings: Settings, temporal: Client
+) -> None:
+    canary = f"zebracanary{uuid.uuid4().hex[:6]}"
+    queue = f"failing-{uuid.uuid4().hex[:8]}"
+    async with Worker(temporal, task_queue=queue, workflows=[FailingWorkflow]):
+        handle = await temporal.start_workflow(
+            FailingWorkflow.run, f"held by {canary}", id=queue, task_queue=queue
+        )
+        with pytest.raises(WorkflowFailureError) as failed:
+            await handle.result()
+    assert canary in str(failed.value.cause)  # the processes read it
+
+    bare = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    history = await bare.get_workflow_handle(queue).fetch_history()
+    assert canary.encode() not in b"".join(e.SerializeToString() for e in history.events)
+    failure = next(
+        e.workflow_execution_failed_event_attributes.failure
+        for e in history.events
+        if e.HasField("workflow_execution_failed_event_attributes")
+    )
+    assert failure.message == "Encoded failure" and not failure.stack_trace
