@@ -23,6 +23,7 @@ from core.clients import Clients
 from core.connections import data_converter
 from core.policy import load_policy
 from core.policy_registry import ActivePolicy
+from core.readiness import Readiness, check_all
 from core.settings import Settings
 
 MAX_BODY_BYTES = 64 * 1024
@@ -34,6 +35,10 @@ def create_app(settings: Settings) -> FastAPI:
         app.state.clients = await Clients.open(settings)
         app.state.active_policy = ActivePolicy(app.state.clients.redis, policy)
         app.state.limits = TenantLimits(app.state.clients.redis, settings)
+        clients = app.state.clients
+        app.state.readiness = Readiness(
+            lambda: check_all(clients, settings.readiness_checks), settings.readiness_cache_seconds
+        )
         redis = app.state.clients.redis
         metrics = MetricsListener(settings, redis) if settings.metrics_address else None
         try:

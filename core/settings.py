@@ -161,6 +161,12 @@ class Settings(BaseSettings):
     #: empty: on the public port, as GET /metrics.
     metrics_address: str = ""
     readiness_timeout_seconds: float = Field(default=2.0, gt=0, le=30)
+    #: `/readyz` checks its dependencies at most this often; in between, it answers the
+    #: latest round (0: a round per request).
+    readiness_cache_seconds: float = Field(default=1.0, ge=0, le=60)
+    #: `/readyz` shows each failure's first line (which names hosts and ports) instead of its
+    #: kind alone.
+    readiness_error_detail: bool = False
     #: What the API's /readyz asks. All four by default; on Kubernetes, only what the API
     #: itself calls (temporal, redis), so an SLM or broker outage does not take every API
     #: pod out of service.

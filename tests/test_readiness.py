@@ -12,6 +12,7 @@ from contextlib import contextmanager
 import httpx
 import pytest
 
+from core.readiness import CheckResult, Readiness
 from core.settings import Settings
 from deploy.stack import INFRASTRUCTURE, EmbeddedStack
 
@@ -56,6 +57,9 @@ async def test_readyz_names_a_stopped_dependency_then_recovers(
         assert body["failing"] == [name]
         assert name in body["detail"]
         assert body["dependencies"][name]["ok"] is False
+        # The kind of failure, never where the dependency lives.
+        assert body["dependencies"][name]["error"].isidentifier(), body
+        assert "127.0.0.1" not in response.text and "localhost" not in response.text
         others = set(INFRASTRUCTURE) - {name}
         assert all(body["dependencies"][other]["ok"] for other in others)
     finally:
@@ -133,3 +137,23 @@ async def test_the_worker_serves_probes_and_metrics_on_one_port(
     assert not_ready.status_code == 503
     assert not_ready.headers["content-type"] == "application/problem+json"
     assert not_ready.json()["failing"] == ["slm"]
+
+
+async def test_readiness_runs_one_round_of_checks_per_interval() -> None:
+    async def checks() -> dict[str, CheckResult]:
+        await asyncio.sleep(0.05)
+        return {"redis": CheckResult(True, 1.0)}
+
+    shared = Readiness(checks, max_age=60)
+    answers = await asyncio.gather(*(shared.results() for _ in range(50)))
+    assert shared.rounds == 1 and all(a == {"redis": CheckResult(True, 1.0)} for a in answers)
+    every_time = Readiness(checks, max_age=0)
+    for _ in range(3):
+        await every_time.results()
+    assert every_time.rounds == 3
+
+
+def test_a_failure_is_shown_by_its_kind_unless_detail_is_asked() -> None:
+    failed = CheckResult(False, 3.0, "Connect call failed ('10.1.2.3', 6379)", "OSError")
+    assert failed.public(detail=False) == {"ok": False, "latency_ms": 3.0, "error": "OSError"}
+    assert "10.1.2.3" in str(failed.public(detail=True)["error"])

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict
-
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse, PlainTextResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
@@ -24,11 +22,13 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz", responses={503: {"description": "a dependency does not answer"}})
-async def readyz(clients: ClientsDep) -> Response:
-    results = await readiness.check_all(clients, clients.settings.readiness_checks)
+async def readyz(request: Request, clients: ClientsDep) -> Response:
+    checks: readiness.Readiness = request.app.state.readiness
+    results = await checks.results()
     for name, result in results.items():
         DEPENDENCY_READY.labels(dependency=name).set(1 if result.ok else 0)
-    dependencies = {name: asdict(result) for name, result in results.items()}
+    detail = clients.settings.readiness_error_detail
+    dependencies = {name: result.public(detail) for name, result in results.items()}
     failing = [name for name, result in results.items() if not result.ok]
     if failing:
         return problem(
