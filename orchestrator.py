@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
 
     token = commands.add_parser("token", help="print a signed bearer token for the dev key")
     token.add_argument("--tenant", required=True)
-    token.add_argument("--role", required=True, choices=["user", "admin"])
+    token.add_argument("--role", required=True, choices=["user", "admin", "operator"])
     token.add_argument("--subject", default=None)
     token.add_argument("--ttl", type=int, default=3600, help="seconds (default 3600)")
     return parser

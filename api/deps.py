@@ -83,12 +83,22 @@ async def _admin(principal: Annotated[Principal, Depends(_principal)]) -> Princi
     return principal
 
 
+async def _codec_user(
+    principal: Annotated[Principal, Depends(_principal)],
+    settings: Annotated[Settings, Depends(_settings)],
+) -> Principal:
+    principal.require(settings.codec_role)
+    return principal
+
+
 SettingsDep = Annotated[Settings, Depends(_settings)]
 ClientsDep = Annotated[Clients, Depends(_clients)]
 PolicyDep = Annotated[Policy, Depends(_policy)]
 ActivePolicyDep = Annotated[dict[str, str], Depends(_active_policy)]
 UserPrincipal = Annotated[Principal, Depends(_user)]
 AdminPrincipal = Annotated[Principal, Depends(_admin)]
+#: Who may use the codec endpoint: ORCH_CODEC_ROLE (`operator`).
+CodecPrincipal = Annotated[Principal, Depends(_codec_user)]
 LimitsDep = Annotated[TenantLimits, Depends(_tenant_limits)]
 #: The session a route names, in its path.
 SessionId = Annotated[str, Path(pattern=SESSION_ID_PATTERN)]

@@ -131,6 +131,9 @@ class Settings(BaseSettings):
     codec_key_file: Path | None = None
     #: Origins (the Temporal UI's) allowed to call the codec endpoint from a browser.
     codec_cors_origins: tuple[str, ...] = ("http://127.0.0.1:8233", "http://localhost:8233")
+    #: The role the codec endpoint needs: the platform's `operator`, never a tenant's (its
+    #: keys decrypt every tenant's payloads). `admin` is how it was before 2026-12-07.
+    codec_role: Literal["operator", "admin"] = "operator"
     #: Threads one moderation classifier check may use (ONNX Runtime's intra-op threads).
     moderation_threads: int = Field(default=2, ge=1, le=32)
 

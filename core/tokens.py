@@ -23,7 +23,9 @@ from core.files import missing_key, read_private, write_once
 from core.settings import Settings
 
 DEV_ALGORITHM = "ES256"
-ROLES = ("user", "admin")
+#: `user` and `admin` are a tenant's roles; `operator` is the platform's (the codec endpoint,
+#: which reads every tenant's payloads), never implied by a tenant's.
+ROLES = ("user", "admin", "operator")
 #: A whole tenant id (used with fullmatch: `$` would also let a trailing newline through).
 TENANT_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 

@@ -35,8 +35,8 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, str]] = [
     ("GET", "/v1/training", None, "user"),
     ("POST", "/v1/training/enable", {"ttl_seconds": 60, "reason": "labelling"}, "admin"),
     ("POST", "/v1/training/disable", {"reason": "done"}, "admin"),
-    ("POST", "/v1/codec/encode", {"payloads": []}, "admin"),
-    ("POST", "/v1/codec/decode", {"payloads": []}, "admin"),
+    ("POST", "/v1/codec/encode", {"payloads": []}, "operator"),
+    ("POST", "/v1/codec/decode", {"payloads": []}, "operator"),
     (
         "POST",
         "/v1/chat/completions",
@@ -146,8 +146,9 @@ async def test_a_role_the_route_does_not_allow_is_403_and_starts_nothing(
     api: httpx.AsyncClient, settings: Settings, temporal: Client, session: str,
     route: tuple[str, str, dict[str, Any] | None, str],
 ) -> None:  # fmt: skip
-    # A user on an admin route; a token of no known role on a user route.
-    roles = ["user"] if route[3] == "admin" else ["auditor"]
+    # A user on an admin route, a tenant's admin on an operator route; a token of no known
+    # role on a user route.
+    roles = {"admin": ["user"], "operator": ["admin", "user"]}.get(route[3], ["auditor"])
     new = f"s-{uuid.uuid4().hex[:12]}"
     authorization = f"Bearer {signed(settings, roles=roles)}"
     response = await _request(api, route, session, new, authorization)

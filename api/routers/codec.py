@@ -1,6 +1,7 @@
 """The codec endpoint of the Temporal UI and CLI (`--codec-endpoint <api>/v1/codec`): encodes
 and decodes payloads with the process's keys, so operators can read encrypted histories.
-Admins only: what it decodes is every tenant's conversations.
+The platform's operators only (ORCH_CODEC_ROLE, `operator`), never a tenant's admin: what
+it decodes is every tenant's conversations.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from pydantic import BaseModel, ConfigDict
 from temporalio.api.common.v1 import Payload
 from temporalio.converter import PayloadCodec
 
-from api.deps import AdminPrincipal
+from api.deps import CodecPrincipal
 from api.openapi import V1_PROBLEMS, problems
 from core.codec import CodecKeyError
 from core.errors import InvalidRequest, NotFound
@@ -29,13 +30,13 @@ class Payloads(BaseModel):
 
 
 @router.post("/encode", responses=problems(400, 404, 413, 422))
-async def encode(body: Payloads, principal: AdminPrincipal, request: Request) -> Payloads:
+async def encode(body: Payloads, principal: CodecPrincipal, request: Request) -> Payloads:
     codec = _codec(request)
     return _as_json(await codec.encode(_parsed(body)))
 
 
 @router.post("/decode", responses=problems(400, 404, 413, 422))
-async def decode(body: Payloads, principal: AdminPrincipal, request: Request) -> Payloads:
+async def decode(body: Payloads, principal: CodecPrincipal, request: Request) -> Payloads:
     codec = _codec(request)
     try:
         return _as_json(await codec.decode(_parsed(body)))
