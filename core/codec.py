@@ -11,6 +11,13 @@ metadata, so every key still listed decrypts what it wrote: to rotate, add a key
 active, and drop the old one once no retained history needs it (docs/operations.md). A
 payload without our encoding (histories from before encryption) passes through as it is.
 Under `orchestrator dev` the file is generated on first use, like the dev signing key.
+
+Each payload is bound to its tenant: the SDK tells the codec which workflow a payload
+belongs to (its serialization context), the tenant in that workflow's id is written into
+the payload's metadata (`encryption-tenant`) and sealed with it as AES-GCM's associated
+data. A payload moved into another tenant's workflow is refused there, and one whose tenant
+was rewritten decrypts nowhere. The codec endpoint, which has no workflow, reads the tenant
+from the payload. Payloads sealed before this binding carry no tenant and still decrypt.
 """
 
 from __future__ import annotations
@@ -25,12 +32,19 @@ from pathlib import Path
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from temporalio.api.common.v1 import Payload
-from temporalio.converter import PayloadCodec
+from temporalio.converter import (
+    ActivitySerializationContext,
+    PayloadCodec,
+    SerializationContext,
+    WithSerializationContext,
+    WorkflowSerializationContext,
+)
 
 from core.files import missing_key, read_private, write_once
 
 ENCODING = b"binary/encrypted"
 KEY_ID = "encryption-key-id"
+TENANT = "encryption-tenant"
 _NONCE_BYTES = 12
 
 
@@ -81,21 +95,42 @@ class CodecKeys:
         return cls.load(path)
 
 
-class EncryptionCodec(PayloadCodec):
-    def __init__(self, keys: CodecKeys) -> None:
+def tenant_of(workflow_id: str) -> str | None:
+    """The tenant in one of our workflow ids (`conversation:<tenant>:<session>`,
+    `training-mode:<tenant>`); None for any other id."""
+    kind, _, rest = workflow_id.partition(":")
+    if kind == "conversation":
+        tenant, _, session = rest.partition(":")
+        return tenant if tenant and session else None
+    if kind == "training-mode":
+        return rest or None
+    return None
+
+
+class EncryptionCodec(PayloadCodec, WithSerializationContext):
+    def __init__(self, keys: CodecKeys, tenant: str | None = None) -> None:
         self._keys = keys
         self._ciphers = {kid: AESGCM(key) for kid, key in keys.keys.items()}
+        #: The tenant of the workflow whose payloads this copy seals and opens, if known.
+        self._tenant = tenant
+
+    def with_context(self, context: SerializationContext) -> EncryptionCodec:
+        workflow_id = None
+        if isinstance(context, WorkflowSerializationContext | ActivitySerializationContext):
+            workflow_id = context.workflow_id
+        return EncryptionCodec(self._keys, tenant_of(workflow_id) if workflow_id else None)
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         kid = self._keys.active
         cipher = self._ciphers[kid]
+        metadata = {"encoding": ENCODING, KEY_ID: kid.encode()}
+        if self._tenant:
+            metadata[TENANT] = self._tenant.encode()
         encoded = []
         for payload in payloads:
             nonce = os.urandom(_NONCE_BYTES)
-            sealed = cipher.encrypt(nonce, payload.SerializeToString(), kid.encode())
-            encoded.append(
-                Payload(metadata={"encoding": ENCODING, KEY_ID: kid.encode()}, data=nonce + sealed)
-            )
+            sealed = cipher.encrypt(nonce, payload.SerializeToString(), _bound(kid, self._tenant))
+            encoded.append(Payload(metadata=metadata, data=nonce + sealed))
         return encoded
 
     async def decode(self, payloads: Sequence[Payload]) -> list[Payload]:
@@ -111,10 +146,21 @@ class EncryptionCodec(PayloadCodec):
                 f"a payload was encrypted with key {kid!r}, which the key file no longer "
                 "holds: add it back to decrypt it"
             )
+        tenant = payload.metadata.get(TENANT, b"").decode() or None
+        if tenant and self._tenant and tenant != self._tenant:
+            raise CodecKeyError(
+                f"a payload of tenant {tenant!r} was found in a workflow of tenant "
+                f"{self._tenant!r}: it is refused"
+            )
         try:
             plain = cipher.decrypt(
-                payload.data[:_NONCE_BYTES], payload.data[_NONCE_BYTES:], kid.encode()
+                payload.data[:_NONCE_BYTES], payload.data[_NONCE_BYTES:], _bound(kid, tenant)
             )
         except InvalidTag:
             raise CodecKeyError(f"a payload does not decrypt with key {kid!r}") from None
         return Payload.FromString(plain)
+
+
+def _bound(kid: str, tenant: str | None) -> bytes:
+    """AES-GCM's associated data: the key id, and the tenant the payload belongs to."""
+    return kid.encode() if tenant is None else f"{kid}\x00{tenant}".encode()

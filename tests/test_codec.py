@@ -16,9 +16,10 @@ import pytest
 from google.protobuf import json_format
 from temporalio.api.common.v1 import Payload
 from temporalio.client import Client, WorkflowFailureError
+from temporalio.converter import WorkflowSerializationContext
 from temporalio.worker import Worker
 
-from core.codec import ENCODING, CodecKeyError, CodecKeys, EncryptionCodec
+from core.codec import ENCODING, TENANT, CodecKeyError, CodecKeys, EncryptionCodec
 from core.settings import Settings
 from tests.helpers.failing_workflow import FailingWorkflow
 
@@ -105,6 +106,8 @@ async def test_history_holds_no_message_and_the_codec_endpoint_reads_it(
     )
     sealed = [json_format.MessageToDict(p) for p in update.payloads]
     assert all(base64.b64decode(p["metadata"]["encoding"]) == ENCODING for p in sealed)
+    # Sealed with its tenant: the SDK told the codec whose workflow it belongs to.
+    assert all(base64.b64decode(p["metadata"]["encryption-tenant"]) == b"acme" for p in sealed)
 
     # The platform's operator reads it; no role of a tenant does, its admin's included.
     operator = {"Authorization": f"Bearer {token('ops', 'operator')}"}
@@ -157,3 +160,32 @@ async def test_a_failure_keeps_its_message_and_stack_trace_out_of_history(
         if e.HasField("workflow_execution_failed_event_attributes")
     )
     assert failure.message == "Encoded failure" and not failure.stack_trace
+
+
+def _in(workflow_id: str, codec: EncryptionCodec) -> EncryptionCodec:
+    return codec.with_context(WorkflowSerializationContext("default", workflow_id))
+
+
+async def test_a_payload_is_bound_to_its_tenant(tmp_path: Path) -> None:
+    codec = EncryptionCodec(_keys(tmp_path, "k1", k1=_key()))
+    plain = Payload(metadata={"encoding": b"json/plain"}, data=b'{"message":"hello"}')
+    (sealed,) = await _in("conversation:acme:s1", codec).encode([plain])
+    assert sealed.metadata[TENANT] == b"acme"
+    # Its own tenant's workflows and the codec endpoint (no workflow) read it.
+    assert await _in("conversation:acme:s2", codec).decode([sealed]) == [plain]
+    assert await _in("training-mode:acme", codec).decode([sealed]) == [plain]
+    assert await codec.decode([sealed]) == [plain]
+    # Moved into another tenant's workflow, it is refused there.
+    with pytest.raises(CodecKeyError, match="tenant 'acme'.*tenant 'globex'"):
+        await _in("conversation:globex:s1", codec).decode([sealed])
+    # Its tenant rewritten (or dropped), it decrypts nowhere: the tenant is sealed with it.
+    for tenant in (b"globex", b""):
+        moved = Payload()
+        moved.CopyFrom(sealed)
+        moved.metadata[TENANT] = tenant
+        with pytest.raises(CodecKeyError, match="does not decrypt"):
+            await codec.decode([moved])
+    # A payload sealed before the binding (no tenant) still decrypts, in any workflow.
+    (legacy,) = await codec.encode([plain])
+    assert TENANT not in legacy.metadata
+    assert await _in("conversation:globex:s1", codec).decode([legacy]) == [plain]
