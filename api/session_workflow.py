@@ -32,7 +32,7 @@ from api.metrics import MODERATION_VERDICTS, TURN_DURATION
 from api.schemas.conversations import StepRequest
 from api.temporal_errors import temporal_errors
 from core.clients import Clients
-from core.errors import Forbidden
+from core.errors import NotFound
 from core.messages import ChatMessage
 from core.moderation import pii
 from core.policy import Policy
@@ -220,16 +220,14 @@ STATE_ONLY = TranscriptRequest(limit=0)
 async def session_view(
     clients: Clients, principal: Principal, session_id: str, page: TranscriptRequest
 ) -> ConversationView:
-    """The session (a page of it), if `principal` may use it: its owner or a tenant admin."""
+    """The session (a page of it), if `principal` may use it: its owner or a tenant admin.
+    To anyone else it does not exist: the answer is a missing session's, word for word."""
     session_id_var.set(session_id)
     handle = clients.temporal.get_workflow_handle(workflow_id(principal.tenant, session_id))
     with temporal_errors(f"session {session_id}"):
         view: ConversationView = await handle.query(ConversationWorkflow.transcript, page)
     if view.owner and view.owner != principal.subject and not principal.is_admin:
-        raise Forbidden(
-            f"Session {session_id} belongs to another user of the tenant; only they and the "
-            "tenant's admins can use it."
-        )
+        raise NotFound(f"No session {session_id}.")
     return view
 
 

@@ -60,6 +60,8 @@ def temporal_errors(what: str) -> Iterator[None]:
             # A dict in the error's details becomes the problem's extension members.
             details = cause.details[0] if cause.details else {}
             extensions = details if isinstance(details, dict) else {}
+            if cause.type == "not_found":  # said as for a workflow that does not exist
+                raise NotFound(f"No {what}.") from None
             raise _APPLICATION_ERRORS[cause.type](cause.message, **extensions) from None
         raise
     except RPCError as error:

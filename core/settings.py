@@ -134,6 +134,10 @@ class Settings(BaseSettings):
     #: The role the codec endpoint needs: the platform's `operator`, never a tenant's (its
     #: keys decrypt every tenant's payloads). `admin` is how it was before 2026-12-07.
     codec_role: Literal["operator", "admin"] = "operator"
+    #: What an OpenAI-style request's `user` names: `subject`, a session of the caller's own
+    #: (its id derived from the token's subject and the value); `tenant`, the session with
+    #: that id in the tenant, as before 2026-12-07 (another user could take it first).
+    openai_user_sessions: Literal["subject", "tenant"] = "subject"
     #: Threads one moderation classifier check may use (ONNX Runtime's intra-op threads).
     moderation_threads: int = Field(default=2, ge=1, le=32)
 

@@ -46,10 +46,16 @@ async def test_only_the_owner_and_the_tenants_admins_use_a_session(
         "cancel": await api.post(f"{base}/turns/1/cancel", headers=bob),
         "close": await api.post(f"{base}/close", headers=bob),
     }  # fmt: skip
+    # To bob the session does not exist: the answers of a session nobody started.
     for name, response in attempts.items():
-        assert response.status_code == 403, (name, response.text)
+        assert response.status_code == 404, (name, response.text)
         assert response.headers["content-type"] == "application/problem+json", name
-        assert "belongs to another user" in response.json()["detail"], name
+        assert response.json()["detail"] == f"No session {session}.", name
+    missing = await api.get(f"/v1/conversation/{_session()}", headers=bob)
+    assert missing.status_code == 404
+    assert {k: v for k, v in missing.json().items() if k not in ("detail", "trace_id")} == {
+        k: v for k, v in attempts["read"].json().items() if k not in ("detail", "trace_id")
+    }
     # Nothing bob asked for happened.
     view = (await api.get(base, headers=alice)).json()
     assert view["turn_count"] == 1 and view["status"] == "active"
@@ -151,3 +157,29 @@ async def test_a_session_id_used_again_after_its_history_is_gone_gets_new_event_
     )
     turn_ids = [e["id"] for e in events if e["type"] == "conversation.turn.completed"]
     assert len(set(turn_ids)) == 2
+
+
+async def test_an_openai_user_names_a_session_of_the_callers_own(
+    api: httpx.AsyncClient, token: Callable[..., str]
+) -> None:
+    """Bob cannot take the session alice's `user` names first: each gets their own."""
+    user = f"u-{uuid.uuid4().hex[:8]}"
+    sessions = {}
+    for subject in ("bob", "alice", "alice"):
+        answer = await api.post(
+            "/v1/chat/completions",
+            json={
+                "model": "SmolLM2-135M-Instruct",
+                "user": user,
+                "max_tokens": 4,
+                "messages": [{"role": "user", "content": "Say hi."}],
+            },
+            headers=_as(token, subject),
+        )
+        assert answer.status_code == 200, answer.text
+        sessions.setdefault(subject, set()).add(answer.headers["x-session-id"])
+    assert len(sessions["alice"]) == 1  # alice's `user` names one session, again and again
+    assert sessions["alice"] != sessions["bob"] and user not in sessions["alice"]
+    (alices,) = sessions["alice"]
+    view = await api.get(f"/v1/conversation/{alices}", headers=_as(token, "alice"))
+    assert view.status_code == 200 and view.json()["turn_count"] == 2

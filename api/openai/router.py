@@ -7,13 +7,15 @@ is the dialect (api/openai/protocol.py, api/openai/responses.py, api/openai/chun
 OpenAI's error shape, api/openai/errors.py) and the session:
 
 - it is named by the `X-Session-Id` header, else the body's `metadata.session_id`, else
-  its `user`; with none, the call is a new session's first turn. `X-Session-Id` names the
-  session on every answer.
+  its `user`, which names a session of the caller's own (its id derived from the token's
+  subject and the value, so that no other user of the tenant can take it first); with
+  none, the call is a new session's first turn. `X-Session-Id` names the session on every
+  answer.
 - the last message (a user's) is the turn. The earlier ones (system messages aside) are
   the conversation the client holds: the session checks them against its own
-  (workflows/conversation/history.py; 409 `history_mismatch`), or, in a session that has no seed and
-  no
-  answered turn yet, they seed its context, moderated and redacted like a message.
+  (workflows/conversation/history.py; 409 `history_mismatch`), or, in a session that has no
+  seed and no answered turn yet, they seed its context, moderated and redacted like a
+  message.
 """
 
 from __future__ import annotations
@@ -78,6 +80,8 @@ _BODY = {
         "application/json": {"schema": {"$ref": "#/components/schemas/ChatCompletionRequest"}}
     },
 }
+#: Sessions named by a request's `user`: uuid5 of tenant, subject and the value.
+_USER_SESSIONS = uuid.UUID("5f0c2a7e-8f3b-4c1e-a0d4-6b2e9c7f1a38")
 
 
 @router.post(
@@ -108,7 +112,7 @@ async def chat_completions(
     _check_model(body.model, settings)
     message, earlier = body.turn()
     sampling = body.sampling(settings)
-    named = _session_id(x_session_id, body)
+    named = _session_id(x_session_id, body, principal, settings)
     seeds = bool(earlier) and await _takes_seed(clients, principal, named)
     options = TurnOptions(sampling, earlier, settings.context_token_budget if seeds else 0)
     stream_id = uuid.uuid4().hex if body.stream else ""
@@ -166,8 +170,11 @@ def _check_model(model: str, settings: Settings) -> None:
         )
 
 
-def _session_id(header: str | None, body: ChatCompletionRequest) -> str | None:
-    """The session the request names: X-Session-Id, else metadata.session_id, else user."""
+def _session_id(
+    header: str | None, body: ChatCompletionRequest, principal: Principal, settings: Settings
+) -> str | None:
+    """The session the request names: X-Session-Id, else metadata.session_id, else user (a
+    session of the caller's own, unless ORCH_OPENAI_USER_SESSIONS=tenant)."""
     named = (
         (header, "X-Session-Id"),
         ((body.metadata or {}).get("session_id"), "metadata.session_id"),
@@ -180,13 +187,15 @@ def _session_id(header: str | None, body: ChatCompletionRequest) -> str | None:
             raise InvalidParameter(
                 f"{param} names the session: it must match {SESSION_ID_PATTERN}.", param
             )
+        if param == "user" and settings.openai_user_sessions == "subject":
+            return uuid.uuid5(_USER_SESSIONS, f"{principal.tenant}/{principal.subject}/{value}").hex
         return value
     return None
 
 
 async def _takes_seed(clients: Clients, principal: Principal, session_id: str | None) -> bool:
     """Would the earlier messages seed the session (a new one, or one with no seed and no
-    answered turn)? A session of another user is refused here (403)."""
+    answered turn)? A session of another user does not exist for the caller (404)."""
     if session_id is None:
         return True
     try:

@@ -116,11 +116,9 @@ class ConversationWorkflow:
         """Refused here, a turn leaves nothing in the history."""
         owner = self.state.settings.owner
         if owner and request.actor != owner and not request.actor_is_admin:
-            raise _refused(
-                "This session belongs to another user of the tenant; only they and the "
-                "tenant's admins can use it. Start a session of your own.",
-                "forbidden",
-            )
+            # To another user of the tenant the session does not exist (the API says so as
+            # for any missing session): an id tells nobody whose it is.
+            raise _refused("No such session.", "not_found")
         earlier = self.state.idempotency.get(request.idempotency_key or "")
         if earlier is not None:
             self._check_same_request(request, earlier)
