@@ -101,8 +101,8 @@ async def feedback(
         )
     handle = clients.temporal.get_workflow_handle(workflow_id(principal.tenant, session_id))
     with temporal_errors(f"session {session_id}"):
-        await handle.signal(
-            ConversationWorkflow.feedback,
+        await handle.execute_update(
+            ConversationWorkflow.give_feedback,
             Feedback(
                 body.turn,
                 body.rating,

@@ -81,14 +81,16 @@ class SessionRecord:
             decision=record.verdict.decision,
         )
 
-    def feedback_given(self, feedback: Feedback) -> None:
+    def feedback_given(self, feedback: Feedback) -> bool:
+        """Record and publish `feedback`; False when it cannot be (an unknown turn, or the
+        events backlog past its hard cap)."""
         state = self.state
         if not 1 <= feedback.turn <= state.turn_count or state.policy is None:
             workflow.logger.warning("feedback for unknown turn %s ignored", feedback.turn)
-            return
+            return False
         if self.backlog_bytes() > BACKLOG_HARD_BYTES:
             workflow.logger.warning("feedback for turn %s dropped: events backlog", feedback.turn)
-            return
+            return False
         state.feedback_count += 1
         for record in state.turns:
             if record.turn == feedback.turn:
@@ -102,6 +104,7 @@ class SessionRecord:
             feedback_data(state.settings.session_id, feedback),
             state.policy,
         )
+        return True
 
     def closed(self, reason: str, actor: str, traceparent: str, policy: Verdict) -> None:
         """Tell that the session closed (its status is already `closed`)."""

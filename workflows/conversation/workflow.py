@@ -208,7 +208,32 @@ class ConversationWorkflow:
 
     @workflow.signal
     def feedback(self, feedback: Feedback) -> None:
+        """How feedback came before it was an update (kept for histories that hold it)."""
         self._session.feedback_given(feedback)
+
+    @workflow.update
+    def give_feedback(self, feedback: Feedback) -> None:
+        """Feedback on a turn, recorded and published; refused, never dropped, when it
+        cannot be taken."""
+        if not self._session.feedback_given(feedback):  # never expected: the validator ran
+            raise _refused("The feedback could not be recorded; retry later.", "events_backlog")
+
+    @give_feedback.validator
+    def _validate_feedback(self, feedback: Feedback) -> None:
+        if self.state.status == "closed":
+            raise SessionClosed()
+        if not 1 <= feedback.turn <= self.state.turn_count:
+            raise ApplicationError(
+                f"The session has no turn {feedback.turn} (it has {self.state.turn_count}).",
+                type="invalid_request",
+            )
+        backlog = self._session.backlog_bytes()
+        if backlog > BACKLOG_ADMIT_BYTES:
+            raise _refused(
+                f"This session's events ({backlog // KIB} KiB) are waiting for the event "
+                "broker; feedback is taken again once they are published. Retry later.",
+                "events_backlog",
+            )
 
     @workflow.query
     def transcript(self, request: TranscriptRequest) -> ConversationView:
