@@ -17,8 +17,8 @@ import jwt
 
 from api.key_set import KeySet
 from core.errors import Forbidden, RateLimited, Unauthenticated
-from core.settings import Settings
-from core.tokens import DEV_ALGORITHM, TENANT_PATTERN, load_or_create_key
+from core.settings import ConfigurationError, Settings
+from core.tokens import DEV_ALGORITHM, TENANT_PATTERN, load_or_create_key, load_public_key
 
 log = logging.getLogger("orchestrator.api")
 _REQUIRED_CLAIMS = ["sub", "tenant", "roles", "iss", "aud", "exp"]
@@ -55,17 +55,24 @@ class TokenVerifier:
                 settings.auth_jwks_refresh_seconds,
             )
             self._algorithms = list(settings.auth_algorithms)
-            self._dev_key = None
-        else:
-            dev_key = load_or_create_key(settings.signing_key_path, create=settings.dev_mode)
-            self._dev_key = dev_key.public_key()
-            if not settings.dev_mode and settings.auth_key_file is None:
-                log.warning(
-                    "verifying tokens with the dev signing key %s: set ORCH_AUTH_JWKS_URL "
-                    "in production",
-                    settings.signing_key_path,
-                )
+            self._public_key = None
+        elif settings.auth_public_key_file is not None:
+            self._public_key = load_public_key(settings.auth_public_key_file)
             self._algorithms = [DEV_ALGORITHM]
+        elif settings.dev_mode:
+            self._public_key = load_or_create_key(
+                settings.signing_key_path, create=True
+            ).public_key()
+            self._algorithms = [DEV_ALGORITHM]
+        else:
+            # An API that holds the key its tokens are signed with lets whoever reads its
+            # files mint any tenant's admin token.
+            raise ConfigurationError(
+                "ORCH_AUTH_JWKS_URL: not set; outside dev mode the API verifies tokens with "
+                "your identity provider's keys (ORCH_AUTH_JWKS_URL) or a public key "
+                "(ORCH_AUTH_PUBLIC_KEY_FILE), never with a signing key it holds; for "
+                "development only, set ORCH_DEV_MODE=true"
+            )
 
     async def verify(self, authorization: str | None, address: str | None = None) -> Principal:
         """The caller `authorization` names; `address`, the client's, counts refusals."""
@@ -83,8 +90,8 @@ class TokenVerifier:
                 header = jwt.get_unverified_header(token)
                 key = (await self._jwks.key(header.get("kid"))).key
             else:
-                assert self._dev_key is not None
-                key = self._dev_key
+                assert self._public_key is not None
+                key = self._public_key
             claims = jwt.decode(
                 token,
                 key,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import stat
 from pathlib import Path
 
@@ -13,9 +14,11 @@ def write_once(path: Path, content: bytes) -> None:
     """Create `path` with `content` (mode 0600) unless it exists: of processes racing to
     create it, one wins and the others read its file, never a half-written one."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    staging = path.with_name(f".{path.name}.{os.getpid()}")
-    staging.write_bytes(content)
-    staging.chmod(0o600)
+    staging = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}")
+    # Mode 0600 from its first byte (O_EXCL: never a file that someone placed there first).
+    descriptor = os.open(staging, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(content)
     try:
         os.link(staging, path)  # fails if another process won the race: its file stands
     except FileExistsError:

@@ -122,6 +122,9 @@ class Settings(BaseSettings):
     auth_audience: str = Field(default="orchestrator", min_length=1)
     #: The dev signing key (PEM, EC P-256); by default generated under the data dir on first use.
     auth_key_file: Path | None = None
+    #: Outside dev mode without a JWKS: the public key (PEM, EC P-256) that verifies ES256
+    #: tokens, so that the API never holds the key that signs them.
+    auth_public_key_file: Path | None = None
     auth_algorithms: tuple[str, ...] = ("ES256", "RS256")
 
     policy_file: Path | None = None
@@ -202,6 +205,7 @@ class Settings(BaseSettings):
 
     @field_validator(
         "auth_key_file",
+        "auth_public_key_file",
         "policy_file",
         "kafka_sasl_password_file",
         "kafka_ssl_cafile",

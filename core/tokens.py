@@ -20,7 +20,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from core.files import missing_key, read_private, write_once
-from core.settings import Settings
+from core.settings import ConfigurationError, Settings
 
 DEV_ALGORITHM = "ES256"
 #: `user` and `admin` are a tenant's roles; `operator` is the platform's (the codec endpoint,
@@ -28,6 +28,17 @@ DEV_ALGORITHM = "ES256"
 ROLES = ("user", "admin", "operator")
 #: A whole tenant id (used with fullmatch: `$` would also let a trailing newline through).
 TENANT_PATTERN = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
+
+
+def load_public_key(path: Path) -> ec.EllipticCurvePublicKey:
+    """The EC public key (PEM) at `path` (ORCH_AUTH_PUBLIC_KEY_FILE)."""
+    try:
+        key = serialization.load_pem_public_key(path.read_bytes())
+    except (OSError, ValueError) as error:
+        raise ConfigurationError(f"ORCH_AUTH_PUBLIC_KEY_FILE: {path}: {error}") from None
+    if not isinstance(key, ec.EllipticCurvePublicKey):
+        raise ConfigurationError(f"ORCH_AUTH_PUBLIC_KEY_FILE: {path} is not an EC public key")
+    return key
 
 
 def load_or_create_key(path: Path, *, create: bool) -> ec.EllipticCurvePrivateKey:

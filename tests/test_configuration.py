@@ -9,6 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from core.policy import load_policy
 from core.settings import ConfigurationError, load_settings
@@ -219,16 +220,28 @@ def test_outside_dev_mode_no_dev_key_is_made_and_start_up_says_what_to_configure
     assert not list(tmp_path.rglob("*key*")), "a key was made outside dev mode"
 
 
-def test_a_dev_token_is_accepted_by_an_api_of_the_same_data_dir_outside_dev_mode(
+def test_outside_dev_mode_the_api_verifies_with_a_public_key_never_a_signing_key(
     run_cli: RunCli, tmp_path: Path
 ) -> None:
-    """`orchestrator token` is a dev action: it makes the signing key the API then reads."""
+    """`orchestrator token` is a dev action: it makes the signing key. An API outside dev
+    mode does not read it: it takes the public half (or an identity provider's keys)."""
     assert run_cli("token", "--tenant", "acme", "--role", "user",
                    env={"ORCH_DATA_DIR": str(tmp_path)}).returncode == 0  # fmt: skip
     key = tmp_path / "auth" / "dev-signing-key.pem"
     assert key.stat().st_mode & 0o777 == 0o600
-    # It gets past the signing key (and on to the next setting, the codec's keys).
-    result = run_cli("api", env={"ORCH_DATA_DIR": str(tmp_path)})
+    refused = run_cli("api", env={"ORCH_DATA_DIR": str(tmp_path)})
+    assert refused.returncode == 2
+    assert "ORCH_AUTH_PUBLIC_KEY_FILE" in refused.stderr and "ORCH_DEV_MODE=true" in refused.stderr
+    public = tmp_path / "public.pem"
+    private = serialization.load_pem_private_key(key.read_bytes(), password=None)
+    public.write_bytes(
+        private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    env = {"ORCH_DATA_DIR": str(tmp_path), "ORCH_AUTH_PUBLIC_KEY_FILE": str(public)}
+    result = run_cli("api", env=env)
+    # It gets past the token keys (and on to the next setting, the codec's keys).
     assert "ORCH_CODEC_KEY_FILE:" in result.stderr, result.stderr
 
 
