@@ -25,7 +25,6 @@ from core.training_lock import (
     ReleaseRequest,
     RenewResult,
     lease_json,
-    ms_until,
 )
 
 
@@ -76,11 +75,13 @@ class TrainingLock:
 
     @activity.defn(name="training.release")
     async def release(self, request: ReleaseRequest) -> bool:
+        # The token is remembered as released for as long as any lease can live, not only
+        # until this one's expiry: a renewal still in flight may carry a later one (an
+        # extend), and must find the token released whenever it arrives.
         tenant, token = request.tenant, request.token
-        ttl_ms = max(ms_until(request.expires_at), 1) if request.expires_at else RELEASED_TTL_MS
         released = bool(
             await self._release(
-                keys=[lock_key(tenant), released_key(tenant, token)], args=[token, ttl_ms]
+                keys=[lock_key(tenant), released_key(tenant, token)], args=[token, RELEASED_TTL_MS]
             )
         )
         self._state.set(0, {"tenant": tenant})

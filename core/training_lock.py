@@ -68,7 +68,8 @@ end
 return 0
 """
 
-#: How long a released token is remembered when the lease's expiry is not known.
+#: How long a released token is remembered: the longest a lease can live (a day,
+#: workflows/training_mode/types.py MAX_TTL_SECONDS), so no late renewal brings it back.
 RELEASED_TTL_MS = 24 * 3600 * 1000
 
 
