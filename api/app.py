@@ -19,6 +19,7 @@ from api.openapi import openapi_document
 from api.policy_headers import PolicyMiddleware
 from api.problems import install_handlers
 from api.routers import codec, conversations, identity, probes, streams, training, websocket
+from api.socket_limits import OpenSockets
 from core.clients import Clients
 from core.connections import data_converter
 from core.policy import load_policy
@@ -61,6 +62,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.policy = policy
     # Built eagerly: a missing or unreadable key must stop start-up, not fail the first call.
     app.state.verifier = TokenVerifier(settings)
+    app.state.sockets = OpenSockets(settings)
     install_handlers(app)
     app.include_router(probes.router)
     app.include_router(identity.router)

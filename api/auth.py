@@ -22,7 +22,7 @@ from core.tokens import DEV_ALGORITHM, TENANT_PATTERN, load_or_create_key, load_
 
 log = logging.getLogger("orchestrator.api")
 _REQUIRED_CLAIMS = ["sub", "tenant", "roles", "iss", "aud", "exp"]
-_LEEWAY_SECONDS = 5
+LEEWAY_SECONDS = 5
 
 
 @dataclass(frozen=True)
@@ -30,6 +30,8 @@ class Principal:
     subject: str
     tenant: str
     roles: frozenset[str]
+    #: The token's `exp` (seconds since the epoch): what a WebSocket opened with it lasts.
+    expires_at: float | None = None
 
     @property
     def is_admin(self) -> bool:
@@ -98,7 +100,7 @@ class TokenVerifier:
                 algorithms=self._algorithms,
                 audience=self._settings.auth_audience,
                 issuer=self._settings.auth_issuer,
-                leeway=_LEEWAY_SECONDS,
+                leeway=LEEWAY_SECONDS,
                 options={"require": _REQUIRED_CLAIMS},
             )
         except jwt.PyJWTError as error:
@@ -161,4 +163,10 @@ def _principal(claims: dict[str, object]) -> Principal:
         raise Unauthenticated("The token's 'roles' claim must be a list of strings.")
     if not isinstance(subject, str) or not subject:
         raise Unauthenticated("The token's 'sub' claim must be a non-empty string.")
-    return Principal(subject=subject, tenant=tenant, roles=frozenset(roles))
+    expires = claims.get("exp")
+    return Principal(
+        subject=subject,
+        tenant=tenant,
+        roles=frozenset(roles),
+        expires_at=float(expires) if isinstance(expires, int | float) else None,
+    )

@@ -137,6 +137,13 @@ class Settings(BaseSettings):
     #: The role the codec endpoint needs: the platform's `operator`, never a tenant's (its
     #: keys decrypt every tenant's payloads). `admin` is how it was before 2026-12-07.
     codec_role: Literal["operator", "admin"] = "operator"
+    #: A conversation WebSocket on which the client sent nothing and no turn was relayed for
+    #: this long is closed (code 4408).
+    ws_idle_timeout_seconds: float = Field(default=300.0, gt=0, le=86400)
+    #: Open conversation WebSockets, at most, of one token subject and of one API process;
+    #: past either, the handshake is refused with 429.
+    ws_max_per_subject: int = Field(default=16, ge=1)
+    ws_max_per_process: int = Field(default=2000, ge=1)
     #: What an OpenAI-style request's `user` names: `subject`, a session of the caller's own
     #: (its id derived from the token's subject and the value); `tenant`, the session with
     #: that id in the tenant, as before 2026-12-07 (another user could take it first).

@@ -18,14 +18,12 @@ from typing import Any
 import httpx
 import jwt
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives.asymmetric import ec
 from jwt.algorithms import ECAlgorithm
 from pydantic import AnyHttpUrl
 
-from api.app import create_app
 from core.settings import Settings
-from deploy.services import free_ports
+from tests.helpers.own_api import own_api
 
 
 class KeySet(ThreadingHTTPServer):
@@ -96,19 +94,8 @@ async def _api(settings: Settings, key_set: KeySet, **update: Any) -> AsyncItera
     """An API that trusts `key_set`, on a port of its own, with `update` to its settings."""
     url = f"http://127.0.0.1:{key_set.server_address[1]}/jwks.json"
     idp = settings.model_copy(update={"auth_jwks_url": AnyHttpUrl(url), **update})
-    port = free_ports(1)[0]
-    server = uvicorn.Server(
-        uvicorn.Config(create_app(idp), host="127.0.0.1", port=port, log_config=None)
-    )
-    serving = asyncio.create_task(server.serve())
-    try:
-        while not server.started:
-            await asyncio.sleep(0.05)
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30) as client:
-            yield Api(client, idp)
-    finally:
-        server.should_exit = True
-        await serving
+    async with own_api(idp) as base, httpx.AsyncClient(base_url=base, timeout=30) as client:
+        yield Api(client, idp)
 
 
 class Api:

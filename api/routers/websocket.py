@@ -24,7 +24,7 @@ from opentelemetry import context, trace
 from redis.exceptions import RedisError
 from starlette.websockets import WebSocketDisconnect, WebSocketState
 
-from api.auth import Principal
+from api.auth import LEEWAY_SECONDS, Principal
 from api.deps import authenticate
 from api.schemas.conversations import SESSION_ID_PATTERN
 from api.schemas.websocket import (
@@ -38,6 +38,7 @@ from api.schemas.websocket import (
     parse,
 )
 from api.session_workflow import STATE_ONLY, cancel_session_turn, session_view
+from api.socket_limits import Lifetime, OpenSockets
 from api.streaming.start import Source, find_stream, relayed, start_streamed_turn
 from core.clients import Clients
 from core.errors import (
@@ -72,8 +73,14 @@ async def conversation_socket(websocket: WebSocket) -> None:
         if not _valid_session_id(session_id):
             raise InvalidRequest(f"query.session_id: must match {SESSION_ID_PATTERN}.")
         await session_view(_clients(websocket), principal, session_id, STATE_ONLY)
-    await websocket.accept(subprotocol=subprotocol)
-    await _Socket(websocket, authorization, session_id).run()
+    sockets: OpenSockets = websocket.app.state.sockets
+    with sockets.held(principal):  # past a cap: 429 at the handshake
+        await websocket.accept(subprotocol=subprotocol)
+        settings = _clients(websocket).settings
+        # As long as the token passes verification: its `exp` and the verifier's leeway.
+        expires = principal.expires_at + LEEWAY_SECONDS if principal.expires_at else None
+        lifetime = Lifetime(expires, settings.ws_idle_timeout_seconds)
+        await _Socket(websocket, authorization, session_id, lifetime).run()
 
 
 def _credentials(websocket: WebSocket) -> tuple[str | None, str | None]:
@@ -109,8 +116,15 @@ def _clients(websocket: WebSocket) -> Clients:
 class _Socket:
     """One accepted socket: a reader of the client's messages, a sender of the streams."""
 
-    def __init__(self, websocket: WebSocket, authorization: str | None, session: str | None):
+    def __init__(
+        self,
+        websocket: WebSocket,
+        authorization: str | None,
+        session: str | None,
+        lifetime: Lifetime,
+    ):
         self._ws = websocket
+        self._lifetime = lifetime
         self._authorization = authorization
         self._session_id = session
         self._state = websocket.app.state
@@ -120,12 +134,13 @@ class _Socket:
     async def run(self) -> None:
         reader = asyncio.create_task(self._read_messages())
         sender = asyncio.create_task(self._send_streams())
+        watch = asyncio.create_task(self._close_at_end_of_life())
         try:
-            await asyncio.wait({reader, sender}, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait({reader, sender, watch}, return_when=asyncio.FIRST_COMPLETED)
         finally:
-            for task in (reader, sender):
+            for task in (reader, sender, watch):
                 task.cancel()
-            ended = await asyncio.gather(reader, sender, return_exceptions=True)
+            ended = await asyncio.gather(reader, sender, watch, return_exceptions=True)
             while not self._waiting.empty():  # never relayed: their limits go back
                 await self._waiting.get_nowait().release()
         # The sender ends only by an error: the client gone (nothing to do), or a fault.
@@ -137,6 +152,12 @@ class _Socket:
                 with contextlib.suppress(*gone, RuntimeError):
                     await self._ws.close(CLOSE_INTERNAL_ERROR, "internal error; resume the turn")
 
+    async def _close_at_end_of_life(self) -> None:
+        """Close the socket when its token expires or it has been idle too long."""
+        code, reason = await self._lifetime.ended()
+        async with self._sending:
+            await self._ws.close(code, reason)
+
     async def _read_messages(self) -> None:
         while True:
             try:
@@ -145,6 +166,7 @@ class _Socket:
                 return
             if received["type"] == "websocket.disconnect":
                 return
+            self._lifetime.touch()
             with _own_trace():
                 if not await self._answer(received.get("text")):
                     await self._ws.close(CLOSE_UNAUTHENTICATED, "token refused; reconnect")
@@ -242,6 +264,7 @@ class _Socket:
     async def _send(self, text: str) -> None:
         async with self._sending:
             await self._ws.send_text(text)
+        self._lifetime.touch()
 
 
 @contextlib.contextmanager
