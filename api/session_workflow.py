@@ -16,6 +16,7 @@ import json
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from fastapi import Request, Response
 from temporalio.client import WithStartWorkflowOperation
@@ -120,17 +121,18 @@ async def turn_request(
     # Up to 64 KiB of text to scan: on a worker thread, so the event loop (and every other
     # request, liveness included) never waits for it.
     message, earlier = await asyncio.to_thread(_redacted, policy, body.message, options.earlier)
+    metadata = redacted_metadata(body.metadata, policy)
     history = [digest(m.role, m.content) for m in earlier]
     seed = []
     if options.seed_budget:
         seed = seed_within(earlier, seed_budget(message, options.seed_budget))
-    request: dict[str, object] = {"message": message, "metadata": body.metadata}
+    request: dict[str, object] = {"message": message, "metadata": metadata}
     if options.sampling or history:  # the step route's fingerprints stay as they were
         request |= {"options": [asdict(options.sampling or Sampling()), history]}
     fingerprint = hashlib.sha256(json.dumps(request, sort_keys=True).encode()).hexdigest()
     return session_id, TurnRequest(
         message=message,
-        metadata=body.metadata,
+        metadata=metadata,
         idempotency_key=idempotency_key,
         trace_id=current_trace_id(),
         traceparent=current_traceparent(),
@@ -163,6 +165,19 @@ def _redacted(
     return pii.redact(message, kinds)[0], [
         ChatMessage(m.role, pii.redact(m.content, kinds)[0]) for m in earlier
     ]
+
+
+def redacted_metadata(metadata: dict[str, Any], policy: Policy) -> dict[str, Any]:
+    """A turn's `metadata` (at most 4 KiB) with the personal data `policy` redacts replaced in
+    every string of it, as in a message."""
+    redacted = pii.redact_values(metadata, policy.document.pii.redact)
+    assert isinstance(redacted, dict)
+    return redacted
+
+
+def redacted_comment(comment: str, policy: Policy) -> str:
+    """A feedback comment (at most 2000 characters), redacted like a message."""
+    return pii.redact(comment, policy.document.pii.redact)[0]
 
 
 def _observe(result: TurnResult, started: float) -> None:

@@ -103,3 +103,45 @@ async def test_personal_data_is_kept_out_of_history_events_and_transcript(
             assert canary not in text, f"{canary} found in the {place}"
     assert "[EMAIL]" in transcript and "[CARD_NUMBER]" in transcript
     assert events[0]["data"]["message"].startswith("My email is [EMAIL] and my card [CARD_NUMBER]")
+
+
+async def test_personal_data_in_metadata_and_feedback_is_redacted_like_a_message(
+    api: httpx.AsyncClient, token: Callable[..., str], temporal: Client, settings: Settings
+) -> None:
+    email = f"canary-{uuid.uuid4().hex[:8]}@example.com"
+    session = f"pii-{uuid.uuid4().hex[:10]}"
+    step = await api.post(
+        "/v1/conversation/step",
+        json={
+            "session_id": session,
+            "message": "Say hi.",
+            "metadata": {"contact": f"mail {email}", "tags": [email], email: 1},
+        },
+        headers=bearer(token),
+    )
+    assert step.status_code == 200, step.text
+    feedback = await api.post(
+        f"/v1/conversation/{session}/feedback",
+        json={"turn": 1, "rating": 1, "comment": f"reach me at {email}"},
+        headers=bearer(token),
+    )
+    assert feedback.status_code == 202, feedback.text
+    events = await records_for_key(
+        settings.kafka_bootstrap,
+        settings.conversation_events_topic,
+        session,
+        lambda found: any(e["type"] == "conversation.feedback" for e in found),
+    )
+    raw = (
+        await temporal.get_workflow_handle(f"conversation:acme:{session}").fetch_history()
+    ).to_json()
+    transcript = (await api.get(f"/v1/conversation/{session}", headers=bearer(token))).json()
+    for place, text in [("history", raw), ("event", str(events)), ("transcript", str(transcript))]:
+        assert email not in text, f"the address is in the {place}"
+    assert transcript["turns"][0]["metadata"] == {
+        "contact": "mail [EMAIL]",
+        "tags": ["[EMAIL]"],
+        "[EMAIL]": 1,
+    }
+    (given,) = [e for e in events if e["type"] == "conversation.feedback"]
+    assert given["data"]["comment"] == "reach me at [EMAIL]"

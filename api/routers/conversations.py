@@ -27,6 +27,7 @@ from api.session_workflow import (
     STATE_ONLY,
     answered,
     cancel_session_turn,
+    redacted_comment,
     run_turn,
     session_view,
     turn_request,
@@ -85,7 +86,11 @@ async def get_conversation(
     responses=problems(400, 404, 413, 422),
 )
 async def feedback(
-    session_id: SessionId, body: FeedbackRequest, principal: UserPrincipal, clients: ClientsDep
+    session_id: SessionId,
+    body: FeedbackRequest,
+    principal: UserPrincipal,
+    clients: ClientsDep,
+    policy: PolicyDep,
 ) -> dict[str, object]:
     view = await session_view(clients, principal, session_id, STATE_ONLY)
     if view.status == "closed":
@@ -106,7 +111,7 @@ async def feedback(
             Feedback(
                 body.turn,
                 body.rating,
-                body.comment,
+                redacted_comment(body.comment, policy),
                 current_trace_id(),
                 current_traceparent(),
                 actor=principal.subject,

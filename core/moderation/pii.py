@@ -146,6 +146,19 @@ def find(text: str, kinds: Iterable[PiiKind] = PLACEHOLDERS) -> list[Span]:
     return taken
 
 
+def redact_values(value: object, kinds: Iterable[PiiKind] = PLACEHOLDERS) -> object:
+    """`value` (JSON: a string, a list, an object, a number...) with every string in it
+    redacted, keys of objects too."""
+    kinds = list(kinds)
+    if isinstance(value, str):
+        return redact(value, kinds)[0]
+    if isinstance(value, list):
+        return [redact_values(item, kinds) for item in value]
+    if isinstance(value, dict):
+        return {redact(str(k), kinds)[0]: redact_values(v, kinds) for k, v in value.items()}
+    return value
+
+
 def redact(text: str, kinds: Iterable[PiiKind] = PLACEHOLDERS) -> tuple[str, list[PiiKind]]:
     """`text` with each personal datum replaced by its placeholder, and the kinds replaced."""
     spans = find(text, kinds)
