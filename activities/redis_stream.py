@@ -1,11 +1,11 @@
 """A streamed turn's events in a Redis Stream: the buffer between the SLM and any SSE reader.
 
-One stream per streamed turn, `orchestrator:stream:<workflow id>:<stream id>`, where the
+One stream per streamed turn, `orchestrator:stream:{<workflow id>}:<stream id>`, where the
 stream id is chosen by the API when it asks for the turn. Entry ids are `<turn>-<seq>`
 (Redis fills in `seq`), exactly the SSE ids of docs/interface.md, section 4, so a reader
-resumes with XREAD after the client's `Last-Event-ID`. A pointer `...:turn:<turn>` names the stream
-of a
-turn for the resume route. Both expire a while after the turn's last event.
+resumes with XREAD after the client's `Last-Event-ID`. A pointer `...:turn:<turn>` names the
+stream of a turn for the resume route. Both expire a while after the turn's last event. The
+braces are a Redis Cluster hash tag: the append script's keys share one slot.
 
 Each entry has `event`, `data` (JSON) and `at`, Redis's clock when it was appended, from
 which the API measures how far its readers lag.

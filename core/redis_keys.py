@@ -5,6 +5,9 @@ Training mode (core/training_lock.py): a tenant's lease, its fence counter and i
 tokens, under a Redis Cluster hash tag (the braces) so that one script can touch them all;
 and the set of tenants that ever held a lease, which the API's metrics read. Streamed turns
 (activities/redis_stream.py): a turn's Redis Stream, and the pointer from a turn's number to it.
+
+Every key one script touches shares a Redis Cluster hash tag (the part in braces: a tenant,
+or a session's workflow id), so that the script runs behind a cluster too.
 """
 
 #: Every tenant that has held training mode: the API reports their state as a metric.
@@ -24,8 +27,8 @@ def released_key(tenant: str, token: str) -> str:
 
 
 def stream_key(workflow_id: str, stream_id: str) -> str:
-    return f"orchestrator:stream:{workflow_id}:{stream_id}"
+    return f"orchestrator:stream:{{{workflow_id}}}:{stream_id}"
 
 
 def pointer_key(workflow_id: str, turn: int) -> str:
-    return f"orchestrator:stream:{workflow_id}:turn:{turn}"
+    return f"orchestrator:stream:{{{workflow_id}}}:turn:{turn}"
