@@ -22,7 +22,7 @@ from collections.abc import Awaitable, Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from core.errors import RateLimited
+from core.errors import DependencyUnavailable, RateLimited
 from core.settings import Settings
 
 log = logging.getLogger("orchestrator.limits")
@@ -70,6 +70,8 @@ class TenantLimits:
         self._take_slot = redis.register_script(_TAKE_SLOT)
         # A slot outlives no request: a turn ends by ORCH_MAX_TURN_SECONDS, its stream soon after.
         self._lease_seconds = math.ceil(settings.max_turn_seconds) + 60
+        #: Streams this process relays now, against `streams_per_process`.
+        self._streams_here = 0
 
     async def admit(self, tenant: str) -> None:
         """Take one request from the tenant's bucket, or refuse with the time to wait."""
@@ -89,14 +91,37 @@ class TenantLimits:
             )
 
     async def stream(self, tenant: str) -> Release:
-        """Hold one of the tenant's concurrent streams until the returned release is awaited."""
+        """Hold one of this process's streams and one of the tenant's concurrent streams until
+        the returned release is awaited."""
+        here = self._settings.streams_per_process
+        if self._streams_here >= here:
+            raise DependencyUnavailable(
+                f"This API process relays {here} streams, its most; retry in a moment (another "
+                "replica may take it).",
+                retry_after_seconds=1,
+            )
+        self._streams_here += 1
         limit = self._settings.limits_for(tenant).concurrent_streams
-        return await self._slot(
-            f"limits:{{{tenant}}}:streams",
-            limit,
-            f"Tenant {tenant} has {limit} streams open, its limit; close one or retry later.",
-            fail_open=False,
-        )
+        try:
+            tenants = await self._slot(
+                f"limits:{{{tenant}}}:streams",
+                limit,
+                f"Tenant {tenant} has {limit} streams open, its limit; close one or retry later.",
+                fail_open=False,
+            )
+        except BaseException:
+            self._streams_here -= 1
+            raise
+        given_back = False
+
+        async def release() -> None:
+            nonlocal given_back
+            if not given_back:
+                given_back = True
+                self._streams_here -= 1
+                await tenants()
+
+        return release
 
     async def turn(self, tenant: str, session_id: str) -> Release:
         """Hold one of the session's turns in flight until the returned release is awaited."""

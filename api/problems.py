@@ -51,7 +51,7 @@ def from_error(error: OrchestratorError, path: str = "") -> Response:
     headers: dict[str, str] | None = None
     if error.status == 401:
         headers = {"WWW-Authenticate": 'Bearer error="invalid_token"'}
-    elif error.status == 429:
+    elif error.status == 429 or "retry_after_seconds" in error.extensions:
         headers = {"Retry-After": str(error.extensions.get("retry_after_seconds", 1))}
     return problem(
         error.status,

@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     #: holds one while it waits for its next event (at most a second at a time).
     redis_max_connections: int = Field(default=256, ge=4, le=10_000)
     redis_pool_wait_seconds: float = Field(default=10.0, gt=0, le=300)
+    #: Streams one API process relays at once (SSE, WebSocket, OpenAI), each reading its
+    #: Redis Stream on a pool of its own (this many connections), apart from every other
+    #: command; past it, a new stream is refused with 503 and Retry-After.
+    streams_per_process: int = Field(default=512, ge=1, le=10_000)
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     #: Idempotent producing needs broker support: on for Kafka, off for the embedded broker.

@@ -65,7 +65,10 @@ async def serving(
         ) from None
     timeout = httpx.Timeout(30.0, connect=settings.readiness_timeout_seconds)
     async with httpx.AsyncClient(timeout=timeout) as http:
-        clients = Clients(settings=settings, temporal=temporal, redis=redis, http=http)
+        # The worker follows no stream: its followers are its one Redis client.
+        clients = Clients(
+            settings=settings, temporal=temporal, redis=redis, http=http, followers=redis
+        )
         server = health_server(settings, clients, workers, sdk_metrics)
         task = asyncio.create_task(server.serve(sockets=[listener]))
         try:

@@ -155,7 +155,9 @@ async def relayed(source: Source, clients: Clients) -> AsyncGenerator[ServerSent
         if not source.key:
             return
         try:
-            async for event in relay(clients.redis, source.key, source.after, IDLE_TIMEOUT_SECONDS):
+            async for event in relay(
+                clients.followers, source.key, source.after, IDLE_TIMEOUT_SECONDS
+            ):
                 if event.event == "token" and source.asked_at is not None:
                     SLM_TIME_TO_FIRST_TOKEN.observe(time.perf_counter() - source.asked_at)
                     source.asked_at = None
