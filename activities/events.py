@@ -23,8 +23,10 @@ from opentelemetry.propagate import extract
 from temporalio import activity
 from temporalio.common import MetricMeter
 
+from core.codec import CodecKeyError, CodecKeys
 from core.connections import kafka_options
-from core.settings import Settings
+from core.event_content import sealed
+from core.settings import ConfigurationError, Settings
 
 log = logging.getLogger("orchestrator.events")
 _SEND_TIMEOUT_SECONDS = 15
@@ -46,6 +48,15 @@ class EventPublisher:
         )
         self._clients: tuple[AIOKafkaProducer, AIOKafkaAdminClient] | None = None
         self._lock = asyncio.Lock()
+        #: The payload codec's keys, when events leave with their content sealed.
+        self._keys: CodecKeys | None = None
+        if settings.events_encrypt_content:
+            try:
+                self._keys = CodecKeys.load_or_create(
+                    settings.codec_key_path, create=settings.dev_mode
+                )
+            except CodecKeyError as error:
+                raise ConfigurationError(f"ORCH_CODEC_KEY_FILE: {error}") from None
 
     async def close(self) -> None:
         if self._clients is not None:
@@ -64,10 +75,11 @@ class EventPublisher:
                 # The producer span joins the event's own trace (its recorded traceparent),
                 # not the workflow run's, which holds the first turn's.
                 with _in_trace_of(request):
+                    value = sealed(request.value, self._keys) if self._keys else request.value
                     await producer.send_and_wait(
                         request.topic,
                         key=request.key.encode(),
-                        value=json.dumps(request.value, separators=(",", ":")).encode(),
+                        value=json.dumps(value, separators=(",", ":")).encode(),
                         headers=_headers(request.headers),
                     )
         except (KafkaError, TimeoutError):

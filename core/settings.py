@@ -81,6 +81,10 @@ class Settings(BaseSettings):
     #: Redis Stream on a pool of its own (this many connections), apart from every other
     #: command; past it, a new stream is refused with 503 and Retry-After.
     streams_per_process: int = Field(default=512, ge=1, le=10_000)
+    #: Events leave their content (message, reply, comment, metadata, reason) sealed with the
+    #: payload codec's keys (core/event_content.py): a consumer without them sees the
+    #: envelope, the ids and the verdicts only.
+    events_encrypt_content: bool = False
 
     kafka_bootstrap: str = "127.0.0.1:9092"
     #: Idempotent producing needs broker support: on for Kafka, off for the embedded broker.
