@@ -38,7 +38,7 @@ def sealed(event: dict[str, Any], keys: CodecKeys) -> dict[str, Any]:
         return event
     nonce = os.urandom(_NONCE_BYTES)
     plain = json.dumps(content, separators=(",", ":")).encode()
-    cipher = AESGCM(keys.keys[keys.active]).encrypt(nonce, plain, str(event["id"]).encode())
+    cipher = AESGCM(keys.keys[keys.active]).encrypt(nonce, plain, str(event.get("id", "")).encode())
     kept = {name: value for name, value in data.items() if name not in content}
     kept["encrypted"] = {
         "key_id": keys.active,
@@ -56,7 +56,9 @@ def opened(event: dict[str, Any], keys: CodecKeys) -> dict[str, Any]:
     envelope = data["encrypted"]
     raw = base64.b64decode(envelope["sealed"])
     key = keys.keys[envelope["key_id"]]
-    plain = AESGCM(key).decrypt(raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], str(event["id"]).encode())
+    plain = AESGCM(key).decrypt(
+        raw[:_NONCE_BYTES], raw[_NONCE_BYTES:], str(event.get("id", "")).encode()
+    )
     content: dict[str, Any] = json.loads(plain)
     kept = {name: value for name, value in data.items() if name != "encrypted"}
     return {**event, "data": {**kept, **content}}
