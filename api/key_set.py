@@ -1,12 +1,13 @@
 """The identity provider's key set (ORCH_AUTH_JWKS_URL), fetched so that no token can make
 the API wait on the provider, and no provider outage locks out a known key.
 
-- The set is fetched again once it is `auth_jwks_cache_seconds` old; a token whose `kid` is
-  not in it forces a fetch at most once per `auth_jwks_refresh_seconds` (a key the provider
-  has just rotated in), never once per token: a flood of tokens with made-up `kid`s costs
-  one fetch per interval, not one per request.
-- One fetch at a time (single flight): a request that needs one waits for the fetch under
-  way; a request whose key is in the set in hand never waits for any.
+- The set is fetched again once it is `auth_jwks_cache_seconds` old, in the background:
+  requests go on with the set in hand meanwhile. A token whose `kid` is not in it waits for
+  that renewal, or forces a fetch at most once per `auth_jwks_refresh_seconds` (a key the
+  provider has just rotated in), never once per token: a flood of tokens with made-up
+  `kid`s costs one fetch per interval, not one per request.
+- One fetch at a time (single flight). Only the first fetch and tokens with an unknown
+  `kid` ever wait for one; a request whose key is in the set in hand never does.
 - A failed fetch keeps the last good set (logged, and retried at the next interval): keys
   the provider published stay trusted through its outage, as they would for the cache's
   lifetime. Only before the first good fetch does a failure answer 503.
@@ -42,12 +43,20 @@ class KeySet:
         self._fetching = asyncio.Lock()
         #: Fetches made (good or not), for the tests and the log.
         self.fetches = 0
+        self._renewal: asyncio.Task[None] | None = None
 
     async def key(self, kid: str | None) -> PyJWK:
         """The provider's key `kid`; Unauthenticated when it has none such."""
         if self._stale():
-            await self._refresh(self._stale)
+            if self._fetched_at is None:  # no set yet: this request needs the first one
+                await self._refresh(self._stale)
+            elif self._renewal is None or self._renewal.done():
+                # Renewed in the background: requests go on with the set in hand.
+                self._renewal = asyncio.create_task(self._refresh(self._stale))
         found = self._keys.get(kid or "")
+        if found is None and kid and self._renewal is not None and not self._renewal.done():
+            await asyncio.shield(self._renewal)  # the renewed set may have it
+            found = self._keys.get(kid)
         if found is None and kid:
             # Perhaps a key the provider has just rotated in: look again, at most once per
             # interval whatever the tokens say.
