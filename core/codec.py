@@ -23,6 +23,7 @@ from the payload. Payloads sealed before this binding carry no tenant and still 
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import os
 from collections.abc import Sequence
@@ -115,10 +116,17 @@ class EncryptionCodec(PayloadCodec, WithSerializationContext):
         self._tenant = tenant
 
     def with_context(self, context: SerializationContext) -> EncryptionCodec:
+        """A copy for one workflow's payloads (the SDK asks on every conversion): the same
+        keys and ciphers, its tenant."""
         workflow_id = None
         if isinstance(context, WorkflowSerializationContext | ActivitySerializationContext):
             workflow_id = context.workflow_id
-        return EncryptionCodec(self._keys, tenant_of(workflow_id) if workflow_id else None)
+        tenant = tenant_of(workflow_id) if workflow_id else None
+        if tenant == self._tenant:
+            return self
+        bound = copy.copy(self)
+        bound._tenant = tenant
+        return bound
 
     async def encode(self, payloads: Sequence[Payload]) -> list[Payload]:
         kid = self._keys.active
