@@ -82,7 +82,6 @@ async def check(clients: Clients, name: str) -> CheckResult:
     except Exception as error:  # noqa: BLE001 - any failure means "not ready"; the reason is reported
         kind = type(error).__name__
         reason = (str(error) or kind).splitlines()[0][:200]
-        log.warning("%s does not answer: %s", name, reason)
         return CheckResult(False, _elapsed_ms(started), reason, kind)
     return CheckResult(True, _elapsed_ms(started))
 
@@ -120,6 +119,9 @@ class Readiness:
             self.rounds += 1
             results = await self._run()
             self._latest = (time.monotonic(), results)
+            for name, result in results.items():  # what the answer leaves out, for operators
+                if not result.ok:
+                    log.warning("%s does not answer: %s", name, result.error)
             return results
 
 
