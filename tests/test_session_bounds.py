@@ -5,6 +5,7 @@ many of them, never push a payload past Temporal's limit
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import uuid
 from collections.abc import Callable
@@ -13,14 +14,24 @@ from dataclasses import asdict
 import httpx
 import pytest
 from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.converter import WorkflowSerializationContext
 from temporalio.exceptions import ApplicationError
 
 from core.settings import Settings
 from deploy.stack import EmbeddedStack
 from tests.helpers.direct_turns import step_directly
 from tests.helpers.kafka_records import records_for_key
-from workflows.conversation.session_record import FEEDBACK_BYTES_PER_TURN, PAGE_BYTES
-from workflows.conversation.types import Feedback, TranscriptRequest, TurnRequest
+from workflows.conversation.session_record import (
+    FEEDBACK_BYTES_PER_TURN,
+    OUTBOX_CARRY_BYTES,
+    PAGE_BYTES,
+)
+from workflows.conversation.types import (
+    ConversationState,
+    Feedback,
+    TranscriptRequest,
+    TurnRequest,
+)
 from workflows.conversation.workflow import ConversationWorkflow
 
 #: The longest message the API takes, in characters that JSON stores as 12 bytes each.
@@ -108,6 +119,81 @@ async def test_a_long_broker_outage_holds_new_turns_at_a_bound_and_loses_no_even
         # Published, the session takes turns again.
         again = await api.post("/v1/conversation/step", json=body, headers=headers)
         assert again.status_code == 200 and again.json()["turn"] == taken + 1, again.text
+
+
+async def test_large_turns_admitted_together_in_an_outage_are_never_carried_past_the_cap(
+    stack: EmbeddedStack, temporal: Client, settings: Settings
+) -> None:
+    """Ten clients keep ten of the largest turns in flight while the broker is away: all are
+    admitted before the first one's event counts against the backlog, so the outbox grows
+    well past the point where new turns are refused. The run due to end does not carry it
+    whole: it keeps publishing until what is left fits, then continues as new."""
+    session = f"burst-{uuid.uuid4().hex[:10]}"
+    numbers = itertools.count(1)
+    taken: list[int] = []
+
+    async def client() -> None:  # sends turns until the session holds them back
+        while True:
+            number = next(numbers)
+            try:
+                result = await step_directly(
+                    temporal,
+                    settings,
+                    session,
+                    TurnRequest(
+                        message=LONGEST, metadata=FULL_METADATA, idempotency_key=f"k{number}"
+                    ),
+                    max_reply_tokens=8,
+                    turns_per_run=2,
+                    publish_give_up_seconds=2,
+                )
+            except WorkflowUpdateFailedError as refused:
+                assert isinstance(refused.cause, ApplicationError), refused.cause
+                assert refused.cause.type == "events_backlog", refused.cause
+                return
+            taken.append(result.turn)
+
+    handle = temporal.get_workflow_handle(f"conversation:acme:{session}")
+    await stack.stop(("kafka",))
+    try:
+        await asyncio.gather(*(client() for _ in range(10)))
+        backlog = (await handle.query(ConversationWorkflow.view)).backlog_bytes
+        assert backlog > OUTBOX_CARRY_BYTES, backlog  # what the bound is for
+        await asyncio.sleep(20)  # publishing gives up every 2 s: the run would end now
+    finally:
+        await stack.start(("kafka",))
+    events = await records_for_key(
+        settings.kafka_bootstrap,
+        settings.conversation_events_topic,
+        session,
+        lambda found: len(found) >= len(taken),
+        timeout=180,
+    )
+    assert (
+        sorted(e["data"]["turn"] for e in events) == sorted(taken) == list(range(1, len(taken) + 1))
+    )
+    after = await step_directly(temporal, settings, session, TurnRequest(message="Hello again."))
+    assert after.turn == len(taken) + 1
+    carried = await _carried_outboxes(temporal, handle.id)
+    assert max(carried) <= OUTBOX_CARRY_BYTES
+
+
+async def _carried_outboxes(temporal: Client, workflow_id: str) -> list[int]:
+    """The bytes of the outbox each continue-as-new of `workflow_id` carried."""
+    converter = temporal.data_converter.with_context(
+        WorkflowSerializationContext(temporal.namespace, workflow_id)
+    )
+    sizes = []
+    async for run in temporal.list_workflows(f'WorkflowId = "{workflow_id}"'):
+        history = temporal.get_workflow_handle(workflow_id, run_id=run.run_id)
+        async for event in history.fetch_history_events():
+            if event.HasField("workflow_execution_continued_as_new_event_attributes"):
+                carried = event.workflow_execution_continued_as_new_event_attributes.input
+                [state] = await converter.decode(carried.payloads, [ConversationState])
+                outbox = converter.payload_converter.to_payloads([state.outbox])[0]
+                sizes.append(len(outbox.data))
+    assert sizes, "no run of the session continued as new"
+    return sizes
 
 
 async def test_feedback_kept_with_a_turn_is_capped_and_every_one_is_published(

@@ -21,12 +21,15 @@ _PUBLISH_RETRY = RetryPolicy(
 )
 #: After the retries of one publish run out: wait this long, then try the outbox again.
 _OUTAGE_PAUSE = timedelta(seconds=10)
+#: How long one publish retries before the caller gets control back (a broker outage).
+GIVE_UP_SECONDS = 600.0
 
 
-async def publish(outbox: list[PublishRequest]) -> None:
+async def publish(outbox: list[PublishRequest], give_up_seconds: float = GIVE_UP_SECONDS) -> None:
     """Publish `outbox` oldest first, removing each once the broker has it.
 
-    On a long broker outage, keep the rest and return after a pause; the caller comes back.
+    When one event's retries have run for `give_up_seconds` (a long broker outage), keep the
+    rest and return after a pause; the caller comes back.
     """
     while outbox:
         try:
@@ -34,7 +37,7 @@ async def publish(outbox: list[PublishRequest]) -> None:
                 "events.publish",
                 outbox[0],
                 start_to_close_timeout=timedelta(seconds=30),
-                schedule_to_close_timeout=timedelta(minutes=10),
+                schedule_to_close_timeout=timedelta(seconds=give_up_seconds),
                 retry_policy=_PUBLISH_RETRY,
             )
         except ActivityError:

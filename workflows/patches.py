@@ -54,6 +54,11 @@ END_RUN_AFTER_TURN_IN_FLIGHT = Patch(
     "a run due to end waits for the turn in flight instead of going round; no committed"
     " history ends a run with a turn in flight",
 )
+OUTBOX_CARRIED_WITHIN_BOUND = Patch(
+    "outbox-carried-within-bound",
+    "a run due to continue as new with more unpublished events than it may carry keeps"
+    " publishing until the rest fits; no committed history carries so large an outbox",
+)
 
 PATCHES = (
     OUTPUT_CHECKED_BY_SLM,
@@ -62,4 +67,5 @@ PATCHES = (
     ADMITTED_IN_SLM_CALL,
     EVENT_IDS_PER_CHAIN,
     END_RUN_AFTER_TURN_IN_FLIGHT,
+    OUTBOX_CARRIED_WITHIN_BOUND,
 )

@@ -49,6 +49,9 @@ CARRIED_IDEMPOTENCY_BYTES = 256 * KIB
 #: Events not yet published (the broker is away): past this, the session takes no new turn
 #: (503, retry later) until they are out; the run's state stays far below Temporal's limit.
 BACKLOG_ADMIT_BYTES = 512 * KIB
+#: The most of the outbox a run carries to the next; past it, a run due to end keeps
+#: publishing until what is left fits (turns admitted together can pass the admit bound).
+OUTBOX_CARRY_BYTES = 1024 * KIB
 #: Feedback arriving past this backlog is dropped (logged); the API refuses it before.
 BACKLOG_HARD_BYTES = 2 * BACKLOG_ADMIT_BYTES
 #: A turn's record keeps its latest feedback within this (every one is still published).
@@ -147,7 +150,7 @@ class SessionRecord:
 
     def carried(self) -> ConversationState:
         """The state for the next run: the latest turns and results that fit their budgets,
-        every unpublished event (their backlog is capped by refusing turns)."""
+        every unpublished event (at most OUTBOX_CARRY_BYTES: a run with more keeps publishing)."""
         state = self.state
         kept = latest_within(state.turns[-CARRIED_TURNS:], CARRIED_TURN_BYTES)
         state.earlier_turns += len(state.turns) - len(kept)

@@ -164,6 +164,9 @@ class ConversationSettings:
     #: The `sub` of the token that started the session: only they (and the tenant's admins)
     #: may use it. Empty for sessions started before sessions had owners: any user may.
     owner: str = ""
+    #: How long publishing one event retries before the run looks again at what is due
+    #: (closing, continuing as new); the event stays in the outbox and is tried again.
+    publish_give_up_seconds: float = 600.0
 
 
 @dataclass

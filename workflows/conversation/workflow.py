@@ -22,7 +22,11 @@ with workflow.unsafe.imports_passed_through():
     from workflows import outbox
     from workflows.conversation import calls, stream_events
     from workflows.conversation.history import agrees, takes_seed
-    from workflows.conversation.session_record import BACKLOG_ADMIT_BYTES, SessionRecord
+    from workflows.conversation.session_record import (
+        BACKLOG_ADMIT_BYTES,
+        OUTBOX_CARRY_BYTES,
+        SessionRecord,
+    )
     from workflows.conversation.sizes import KIB
     from workflows.conversation.turn import Turn
     from workflows.conversation.types import (
@@ -36,7 +40,7 @@ with workflow.unsafe.imports_passed_through():
         TurnRequest,
         TurnResult,
     )
-    from workflows.patches import END_RUN_AFTER_TURN_IN_FLIGHT
+    from workflows.patches import END_RUN_AFTER_TURN_IN_FLIGHT, OUTBOX_CARRIED_WITHIN_BOUND
 
 
 class SessionClosed(ApplicationError):
@@ -77,7 +81,7 @@ class ConversationWorkflow:
                 if not self._lock.locked() and self._idle_left() <= timedelta(0):
                     await self._close("idle timeout", "system", traceparent="")
                 continue
-            await outbox.publish(self.state.outbox)
+            await self._publish()
             if not self._should_end_run():
                 continue
             # A turn that came in while the outbox was published: wait for it, then end the
@@ -87,10 +91,10 @@ class ConversationWorkflow:
                 continue
             await workflow.wait_condition(workflow.all_handlers_finished)
             if self.state.status == "closed":
-                await outbox.publish(self.state.outbox)
+                await self._publish()
                 if not self.state.outbox:
                     return self.view()
-            else:
+            elif self._outbox_fits_next_run():
                 workflow.continue_as_new(self._session.carried())
 
     @workflow.update
@@ -261,6 +265,18 @@ class ConversationWorkflow:
         policy = self.state.policy or await calls.moderate("", "input")
         self.state.policy = policy
         self._session.closed(reason, actor, traceparent, policy)
+
+    async def _publish(self) -> None:
+        await outbox.publish(self.state.outbox, self.state.settings.publish_give_up_seconds)
+
+    def _outbox_fits_next_run(self) -> bool:
+        """Whether what is left to publish may be carried: turns admitted together in a
+        broker outage can pass the backlog that refuses new ones, and a run carrying them
+        all could pass Temporal's payload limit. Until it fits, the run goes round
+        publishing (new turns are refused meanwhile)."""
+        return self._session.backlog_bytes() <= OUTBOX_CARRY_BYTES or not workflow.patched(
+            OUTBOX_CARRIED_WITHIN_BOUND.id
+        )
 
     def _ready_to_end_run(self) -> bool:
         """Closed or due for continue-as-new, and no turn in progress (never end one midway)."""
