@@ -143,6 +143,7 @@ async def turn_request(
         sampling=options.sampling,
         history=history,
         seed=seed,
+        on_busy=body.on_busy,
     )
 
 

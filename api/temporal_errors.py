@@ -22,6 +22,7 @@ from core.errors import (
     SlmRejected,
     TrainingLocked,
     TurnCancelled,
+    TurnInProgress,
     TurnNotRunning,
     TurnTimedOut,
 )
@@ -34,6 +35,7 @@ _APPLICATION_ERRORS: dict[str, type[OrchestratorError]] = {
     "training_locked": TrainingLocked,
     "turn_not_running": TurnNotRunning,
     "turn_cancelled": TurnCancelled,
+    "turn_in_progress": TurnInProgress,
     "turn_timeout": TurnTimedOut,
     "not_found": NotFound,
     "forbidden": Forbidden,

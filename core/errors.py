@@ -118,6 +118,10 @@ class TurnNotRunning(OrchestratorError):
     status, code, title = 409, "turn_not_running", "Turn already ended"
 
 
+class TurnInProgress(OrchestratorError):
+    status, code, title = 409, "turn_in_progress", "Another turn is running"
+
+
 class TurnCancelled(OrchestratorError):
     status, code, title = 409, "turn_cancelled", "Turn cancelled"
 

@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 import time
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Header, Request, Response
 from fastapi.responses import StreamingResponse
@@ -66,6 +66,14 @@ SessionHeader = Annotated[
         "`metadata.session_id`, else its `user`, else a new session",
     ),
 ]
+OnBusyHeader = Annotated[
+    Literal["enqueue", "reject", "interrupt"],
+    Header(
+        alias="X-On-Busy",
+        description="if a turn of the session is running: wait for it (`enqueue`), answer "
+        "409 `turn_in_progress` (`reject`), or cancel it first (`interrupt`)",
+    ),
+]
 _SESSION_ID = re.compile(SESSION_ID_PATTERN)
 _STREAM_DOC = (
     "With `stream: true`: server-sent events, each a `data:` line holding a "
@@ -106,6 +114,7 @@ async def chat_completions(
     limits: LimitsDep,
     x_session_id: SessionHeader = None,
     idempotency_key: IdempotencyKey = None,
+    x_on_busy: OnBusyHeader = "enqueue",
 ) -> Any:
     asked_at = time.perf_counter()
     body = parse_request(await request.body())
@@ -116,8 +125,9 @@ async def chat_completions(
     seeds = bool(earlier) and await _takes_seed(clients, principal, named)
     options = TurnOptions(sampling, earlier, settings.context_token_budget if seeds else 0)
     stream_id = uuid.uuid4().hex if body.stream else ""
+    step = _step(named, message, body, x_on_busy)
     session_id, turn = await turn_request(
-        _step(named, message, body), principal, idempotency_key, policy, stream_id, options
+        step, principal, idempotency_key, policy, stream_id, options
     )
     if body.stream:
         source = await start_stream(
@@ -205,8 +215,17 @@ async def _takes_seed(clients: Clients, principal: Principal, session_id: str | 
     return view.takes_seed
 
 
-def _step(session_id: str | None, message: str, body: ChatCompletionRequest) -> StepRequest:
+def _step(
+    session_id: str | None, message: str, body: ChatCompletionRequest, on_busy: str
+) -> StepRequest:
     try:
-        return StepRequest(session_id=session_id, message=message, metadata=body.metadata or {})
+        return StepRequest.model_validate(
+            {
+                "session_id": session_id,
+                "message": message,
+                "metadata": body.metadata or {},
+                "on_busy": on_busy,
+            }
+        )
     except ValidationError as error:  # the metadata, the one part not checked before
         raise InvalidParameter(error.errors()[0]["msg"], "metadata") from None

@@ -20,6 +20,12 @@ class StepRequest(BaseModel):
     session_id: str | None = Field(default=None, pattern=SESSION_ID_PATTERN)
     message: str = Field(min_length=1, max_length=8000)
     metadata: dict[str, Any] = Field(default_factory=dict)
+    on_busy: Literal["enqueue", "reject", "interrupt"] = Field(
+        default="enqueue",
+        description="if a turn of the session is running: wait for it (`enqueue`), answer 409 "
+        "`turn_in_progress` and start nothing (`reject`), or cancel it, then run this one "
+        "(`interrupt`)",
+    )
 
     @field_validator("metadata")
     @classmethod

@@ -67,6 +67,9 @@ class TurnRequest:
     #: Earlier messages that start the session's context, when the API found it unseeded
     #: and unanswered (its PII already redacted); checked by the turn's admission.
     seed: list[ChatMessage] = field(default_factory=list)
+    #: What the turn does if another one of the session is running: wait its turn
+    #: (`enqueue`), be refused (`reject`), or cancel the running one first (`interrupt`).
+    on_busy: str = "enqueue"
 
 
 @dataclass

@@ -99,8 +99,12 @@ class ConversationWorkflow:
 
     @workflow.update
     async def step(self, request: TurnRequest) -> TurnResult:
+        key = request.idempotency_key
+        replayed = bool(key) and key in self.state.idempotency
+        running = self._current
+        if request.on_busy == "interrupt" and not replayed and running and not running.cancel_asked:
+            running.cancel()  # it ends `cancelled`; turns queued before this one run first
         async with self._lock:
-            key = request.idempotency_key
             if key and key in self.state.idempotency:
                 earlier = self.state.idempotency[key]
                 self._check_same_request(request, earlier)  # two racing retries: the second
@@ -131,6 +135,13 @@ class ConversationWorkflow:
             raise SessionClosed()
         if not request.message.strip():
             raise ApplicationError("The message is empty.", type="invalid_request")
+        if request.on_busy == "reject" and self._lock.locked():
+            raise _refused(
+                f"Turn {self._running or self.state.turn_count} of this session is still "
+                "running; send the message once it ended, or with on_busy `enqueue` (wait "
+                "for it) or `interrupt` (cancel it).",
+                "turn_in_progress",
+            )
         self._check_history(request)
         backlog = self._session.backlog_bytes()
         if backlog > BACKLOG_ADMIT_BYTES:
