@@ -18,7 +18,16 @@ from api.openai import router as openai_chat
 from api.openapi import openapi_document
 from api.policy_headers import PolicyMiddleware
 from api.problems import install_handlers
-from api.routers import codec, conversations, identity, probes, streams, training, websocket
+from api.routers import (
+    codec,
+    conversations,
+    identity,
+    probes,
+    sessions,
+    streams,
+    training,
+    websocket,
+)
 from api.socket_limits import OpenSockets
 from core.clients import Clients
 from core.connections import data_converter
@@ -67,6 +76,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(probes.router)
     app.include_router(identity.router)
     app.include_router(conversations.router)
+    app.include_router(sessions.router)
     app.include_router(streams.router)
     app.include_router(openai_chat.router)
     app.include_router(websocket.router)

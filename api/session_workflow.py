@@ -16,6 +16,7 @@ import json
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Request, Response
@@ -53,7 +54,16 @@ from workflows.conversation.types import (
     TurnResult,
 )
 from workflows.conversation.workflow import ConversationWorkflow
-from workflows.search_attributes import SESSION_ID, TENANT
+from workflows.search_attributes import (
+    CREATED_AT,
+    LAST_TURN_AT,
+    OWNER_HASH,
+    SESSION_ID,
+    TENANT,
+    TITLE,
+    owner_hash,
+    title_of,
+)
 
 #: Names the session of a first turn sent with an Idempotency-Key and no session id.
 _KEYED_SESSIONS = uuid.UUID("0b6a4f0e-5d8e-4f4a-9f59-2f1f3c0d7a21")
@@ -64,10 +74,10 @@ def workflow_id(tenant: str, session_id: str) -> str:
 
 
 def start_operation(
-    settings: Settings, principal: Principal, session_id: str
+    settings: Settings, principal: Principal, session_id: str, turn: TurnRequest
 ) -> WithStartWorkflowOperation:  # type: ignore[type-arg]
     """Start the session's workflow, owned by `principal`, if it is not running
-    (update-with-start)."""
+    (update-with-start); `turn` is its first (its title is that of the first user message)."""
     tenant = principal.tenant
     conversation = ConversationSettings(
         tenant=tenant,
@@ -90,10 +100,24 @@ def start_operation(
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         # A closed session stays closed: its id is never started again.
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        search_attributes=TypedSearchAttributes(
-            [SearchAttributePair(TENANT, tenant), SearchAttributePair(SESSION_ID, session_id)]
-        ),
+        search_attributes=TypedSearchAttributes(_listed(principal, session_id, turn)),
     )
+
+
+def _listed(
+    principal: Principal, session_id: str, turn: TurnRequest
+) -> list[SearchAttributePair[Any]]:
+    """What finds a new session in visibility: the tenant's, the owner's, by its title."""
+    first = next((m.content for m in turn.seed if m.role == "user"), turn.message)
+    now = datetime.now(UTC)
+    return [
+        SearchAttributePair(TENANT, principal.tenant),
+        SearchAttributePair(SESSION_ID, session_id),
+        SearchAttributePair(OWNER_HASH, owner_hash(principal.tenant, principal.subject)),
+        SearchAttributePair(TITLE, title_of(first)),
+        SearchAttributePair(CREATED_AT, now),
+        SearchAttributePair(LAST_TURN_AT, now),
+    ]
 
 
 async def turn_request(
@@ -210,7 +234,7 @@ async def run_turn(
             result: TurnResult = await clients.temporal.execute_update_with_start_workflow(
                 ConversationWorkflow.step,
                 turn,
-                start_workflow_operation=start_operation(settings, principal, session_id),
+                start_workflow_operation=start_operation(settings, principal, session_id, turn),
             )
     finally:
         await release()

@@ -5,7 +5,7 @@ Idempotent: each step reads what is there, prints it, and changes only what diff
 - the Temporal namespace (`ORCH_TEMPORAL_NAMESPACE`), registered if absent, its retention
   set to `ORCH_TEMPORAL_RETENTION_DAYS` (a closed session id is refused only while its
   closed workflow is retained);
-- the six search attributes (workflows/search_attributes.py);
+- the search attributes (workflows/search_attributes.py);
 - the two event topics, with `ORCH_KAFKA_TOPIC_PARTITIONS` partitions (added, never
   removed), `ORCH_KAFKA_TOPIC_REPLICATION_FACTOR` (at creation) and
   `ORCH_KAFKA_TOPIC_RETENTION_MS` (when set).

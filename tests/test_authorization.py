@@ -28,6 +28,7 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, str]] = [
     ("POST", "/v1/conversation/stream", {"session_id": "{new}", "message": "Hello."}, "user"),
     ("POST", "/v1/chat/stream", {"session_id": "{new}", "message": "Hello."}, "user"),
     ("GET", "/v1/conversation/{s}", None, "user"),
+    ("GET", "/v1/conversations", None, "user"),
     ("POST", "/v1/conversation/{s}/feedback", {"turn": 1, "rating": 1}, "user"),
     ("POST", "/v1/conversation/{s}/turns/1/cancel", None, "user"),
     ("POST", "/v1/conversation/{s}/close", None, "user"),

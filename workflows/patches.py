@@ -59,6 +59,11 @@ OUTBOX_CARRIED_WITHIN_BOUND = Patch(
     "a run due to continue as new with more unpublished events than it may carry keeps"
     " publishing until the rest fits; no committed history carries so large an outbox",
 )
+SESSION_LISTED = Patch(
+    "session-listed",
+    "each turn sets the session's LastTurnAt search attribute (and, for a session started"
+    " before sessions were listed, its OwnerHash, Title and CreatedAt), for the session list",
+)
 
 PATCHES = (
     OUTPUT_CHECKED_BY_SLM,
@@ -68,4 +73,5 @@ PATCHES = (
     EVENT_IDS_PER_CHAIN,
     END_RUN_AFTER_TURN_IN_FLIGHT,
     OUTBOX_CARRIED_WITHIN_BOUND,
+    SESSION_LISTED,
 )

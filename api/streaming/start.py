@@ -102,7 +102,7 @@ async def start_stream(
             update = await clients.temporal.start_update_with_start_workflow(
                 ConversationWorkflow.step,
                 turn,
-                start_workflow_operation=start_operation(settings, principal, session_id),
+                start_workflow_operation=start_operation(settings, principal, session_id, turn),
                 wait_for_stage=WorkflowUpdateStage.ACCEPTED,
                 id=stream_id,
             )

@@ -12,7 +12,11 @@ Workflow code: run only inside a workflow.
 
 from __future__ import annotations
 
+from datetime import datetime
+from typing import Any
+
 from temporalio import workflow
+from temporalio.common import SearchAttributeUpdate
 
 with workflow.unsafe.imports_passed_through():
     from core.moderation.verdict import Verdict
@@ -32,12 +36,18 @@ with workflow.unsafe.imports_passed_through():
         TranscriptRequest,
         TurnRecord,
     )
-    from workflows.patches import EVENT_IDS_PER_CHAIN
+    from workflows.patches import EVENT_IDS_PER_CHAIN, SESSION_LISTED
     from workflows.search_attributes import (
+        CREATED_AT,
+        LAST_TURN_AT,
         LAST_VERDICT,
+        OWNER_HASH,
         POLICY_VERSION,
+        TITLE,
         TRAINING_MODE,
         TURN_COUNT,
+        owner_hash,
+        title_of,
     )
 
 #: What continue-as-new carries, at most: the latest turns (for the transcript, the SLM's
@@ -67,14 +77,15 @@ class SessionRecord:
     def turn_ended(self, record: TurnRecord) -> None:
         """Keep the turn, show it in the session's search attributes, and tell it."""
         self.state.turns.append(record)
-        workflow.upsert_search_attributes(
-            [
-                TURN_COUNT.value_set(record.turn),
-                LAST_VERDICT.value_set(record.verdict.decision),
-                POLICY_VERSION.value_set(record.verdict.policy_version),
-                TRAINING_MODE.value_set(record.training_mode),
-            ]
-        )
+        updates: list[SearchAttributeUpdate[Any]] = [
+            TURN_COUNT.value_set(record.turn),
+            LAST_VERDICT.value_set(record.verdict.decision),
+            POLICY_VERSION.value_set(record.verdict.policy_version),
+            TRAINING_MODE.value_set(record.training_mode),
+        ]
+        if workflow.patched(SESSION_LISTED.id):
+            updates += self._listed()
+        workflow.upsert_search_attributes(updates)
         self._emit(
             f"conversation.turn.{record.status}",
             self._event_id("turn", record.turn),
@@ -83,6 +94,23 @@ class SessionRecord:
             record.verdict,
             decision=record.verdict.decision,
         )
+
+    def _listed(self) -> list[SearchAttributeUpdate[Any]]:
+        """When the session last took a turn; for a session started before sessions were
+        listed, also whose it is, its title and when it started, so it is listed from now."""
+        updates: list[SearchAttributeUpdate[Any]] = [LAST_TURN_AT.value_set(workflow.now())]
+        settings = self.state.settings
+        known = workflow.info().typed_search_attributes
+        if settings.owner and known.get(OWNER_HASH) is None:
+            first = next((m.content for m in self.state.seed if m.role == "user"), None)
+            if first is None and self.state.turns:
+                first = self.state.turns[0].message
+            updates.append(OWNER_HASH.value_set(owner_hash(settings.tenant, settings.owner)))
+            updates.append(TITLE.value_set(title_of(first or "")))
+            if self.state.turns:
+                started = datetime.fromisoformat(self.state.turns[0].started_at)
+                updates.append(CREATED_AT.value_set(started))
+        return updates
 
     def feedback_given(self, feedback: Feedback) -> bool:
         """Record and publish `feedback`; False when it cannot be (an unknown turn, or the
