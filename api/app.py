@@ -21,6 +21,7 @@ from api.problems import install_handlers
 from api.routers import (
     codec,
     conversations,
+    erasure,
     identity,
     probes,
     sessions,
@@ -77,6 +78,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(identity.router)
     app.include_router(conversations.router)
     app.include_router(sessions.router)
+    app.include_router(erasure.router)
     app.include_router(streams.router)
     app.include_router(openai_chat.router)
     app.include_router(websocket.router)

@@ -23,6 +23,7 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from core.errors import DependencyUnavailable, RateLimited
+from core.redis_keys import turn_slots_key
 from core.settings import Settings
 
 log = logging.getLogger("orchestrator.limits")
@@ -127,7 +128,7 @@ class TenantLimits:
         """Hold one of the session's turns in flight until the returned release is awaited."""
         limit = self._settings.limits_for(tenant).turns_in_flight_per_session
         return await self._slot(
-            f"limits:{{{tenant}}}:turns:{session_id}",
+            turn_slots_key(tenant, session_id),
             limit,
             f"Session {session_id} has {limit} turns in flight, its limit; wait for one to end.",
         )

@@ -1,7 +1,7 @@
 """A tenant's sessions, as Temporal's visibility knows them: the session list's query, order
 and pages (GET /v1/conversations), with no database of our own.
 
-Each session's latest run carries the search attributes of workflows/search_attributes.py;
+Each session's latest run carries the search attributes of core/search_attributes.py;
 runs that continued as new are left out, so a session is listed once. Visibility has no
 ORDER BY (outside Elasticsearch), so the matching sessions are read (at most SCAN_LIMIT)
 and ordered here, newest activity first; the cursor is the last item's place in that order.
@@ -12,32 +12,32 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-import re
+import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from redis.exceptions import RedisError
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import WorkflowExecution, WorkflowExecutionStatus
 
 from api.temporal_errors import temporal_errors
 from core.clients import Clients
 from core.errors import InvalidRequest
-from workflows.search_attributes import (
+from core.redis_keys import deleted_sessions_key
+from core.search_attributes import (
     CREATED_AT,
     LAST_TURN_AT,
     LAST_VERDICT,
     SESSION_ID,
     TITLE,
     TURN_COUNT,
-    owner_hash,
+    sessions_query,
 )
 
+log = logging.getLogger("orchestrator.api")
 #: The most sessions one list request reads from visibility (the latest started first).
 SCAN_LIMIT = 2000
-#: The most words of `q` taken (each must be in the title).
-QUERY_WORDS = 8
-_WORD = re.compile(r"\w+")
 #: How long the namespace's retention is taken as known.
 _RETENTION_SECONDS = 300.0
 
@@ -70,20 +70,7 @@ class Search:
     q: str = ""
 
     def query(self) -> str:
-        parts = [
-            f"Tenant = '{self.tenant}'",  # a tenant id is [A-Za-z0-9._-] (api/auth.py)
-            "WorkflowType = 'ConversationWorkflow'",
-            "ExecutionStatus != 'ContinuedAsNew'",
-        ]
-        if self.owner is not None:  # a digest: no subject is quoted into a query
-            parts.append(f"OwnerHash = '{owner_hash(self.tenant, self.owner)}'")
-        if self.status == "active":
-            parts.append("ExecutionStatus = 'Running'")
-        elif self.status == "closed":
-            parts.append("ExecutionStatus != 'Running'")
-        # Title is a Text attribute: `=` matches a whole word, whatever its case.
-        parts += [f"Title = '{word}'" for word in _WORD.findall(self.q)[:QUERY_WORDS]]
-        return " AND ".join(parts)
+        return sessions_query(self.tenant, self.owner, self.status, self.q)
 
 
 @dataclass(frozen=True)
@@ -123,6 +110,7 @@ async def sessions_page(
             search.query(), limit=SCAN_LIMIT, page_size=min(SCAN_LIMIT, 1000)
         ):
             found.append(_item(execution, idle, retention))
+    found = await _not_deleted(clients, search.tenant, found)
     found.sort(key=lambda item: (item.activity, item.session_id), reverse=True)
     if after is not None:
         found = [
@@ -131,6 +119,22 @@ async def sessions_page(
     page = found[:limit]
     more = len(found) > limit
     return page, Cursor(page[-1].activity, page[-1].session_id) if more else None
+
+
+async def _not_deleted(
+    clients: Clients, tenant: str, found: list[SessionItem]
+) -> list[SessionItem]:
+    """`found` but the sessions deleted a moment ago, which visibility may still list."""
+    if not found:
+        return found
+    try:
+        gone = await clients.redis.smismember(
+            deleted_sessions_key(tenant), [item.session_id for item in found]
+        )
+    except RedisError as error:
+        log.warning("deleted sessions not checked (Redis): %s", error)
+        return found
+    return [item for item, deleted in zip(found, gone, strict=True) if not deleted]
 
 
 def _item(execution: WorkflowExecution, idle: timedelta, retention: timedelta) -> SessionItem:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import logging
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -20,6 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Request, Response
+from redis.exceptions import RedisError
 from temporalio.client import WithStartWorkflowOperation
 from temporalio.common import (
     SearchAttributePair,
@@ -38,8 +40,20 @@ from core.errors import NotFound
 from core.messages import ChatMessage
 from core.moderation import pii
 from core.policy import Policy
+from core.redis_keys import deleted_sessions_key
+from core.search_attributes import (
+    CREATED_AT,
+    LAST_TURN_AT,
+    OWNER_HASH,
+    SESSION_ID,
+    TENANT,
+    TITLE,
+    owner_hash,
+    title_of,
+)
 from core.settings import Settings
 from core.telemetry import current_trace_id, current_traceparent, session_id_var
+from core.workflow_ids import conversation_id
 from workflows.conversation.context import seed_budget, seed_within
 from workflows.conversation.history import digest
 from workflows.conversation.types import (
@@ -54,23 +68,10 @@ from workflows.conversation.types import (
     TurnResult,
 )
 from workflows.conversation.workflow import ConversationWorkflow
-from workflows.search_attributes import (
-    CREATED_AT,
-    LAST_TURN_AT,
-    OWNER_HASH,
-    SESSION_ID,
-    TENANT,
-    TITLE,
-    owner_hash,
-    title_of,
-)
 
+log = logging.getLogger("orchestrator.api")
 #: Names the session of a first turn sent with an Idempotency-Key and no session id.
 _KEYED_SESSIONS = uuid.UUID("0b6a4f0e-5d8e-4f4a-9f59-2f1f3c0d7a21")
-
-
-def workflow_id(tenant: str, session_id: str) -> str:
-    return f"conversation:{tenant}:{session_id}"
 
 
 def start_operation(
@@ -95,20 +96,25 @@ def start_operation(
     return WithStartWorkflowOperation(
         ConversationWorkflow.run,
         ConversationState(settings=conversation),
-        id=workflow_id(tenant, session_id),
+        id=conversation_id(tenant, session_id),
         task_queue=settings.task_queue,
         id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         # A closed session stays closed: its id is never started again.
         id_reuse_policy=WorkflowIDReusePolicy.REJECT_DUPLICATE,
-        search_attributes=TypedSearchAttributes(_listed(principal, session_id, turn)),
+        search_attributes=TypedSearchAttributes(
+            _listed(principal, session_id, turn if settings.session_titles else None)
+        ),
     )
 
 
 def _listed(
-    principal: Principal, session_id: str, turn: TurnRequest
+    principal: Principal, session_id: str, turn: TurnRequest | None
 ) -> list[SearchAttributePair[Any]]:
-    """What finds a new session in visibility: the tenant's, the owner's, by its title."""
-    first = next((m.content for m in turn.seed if m.role == "user"), turn.message)
+    """What finds a new session in visibility: the tenant's, the owner's, by the title of
+    its first turn (none without `turn`)."""
+    first = ""
+    if turn is not None:
+        first = next((m.content for m in turn.seed if m.role == "user"), turn.message)
     now = datetime.now(UTC)
     return [
         SearchAttributePair(TENANT, principal.tenant),
@@ -228,6 +234,7 @@ async def run_turn(
 ) -> TurnResult:
     """The turn, taken in its session (started if new) within the tenant's limits."""
     started = time.perf_counter()
+    await refuse_deleted(clients, principal.tenant, session_id, starting=True)
     release = await limits.turn(principal.tenant, session_id)
     try:
         with temporal_errors(f"session {session_id}"):
@@ -263,7 +270,8 @@ async def session_view(
     """The session (a page of it), if `principal` may use it: its owner or a tenant admin.
     To anyone else it does not exist: the answer is a missing session's, word for word."""
     session_id_var.set(session_id)
-    handle = clients.temporal.get_workflow_handle(workflow_id(principal.tenant, session_id))
+    await refuse_deleted(clients, principal.tenant, session_id)
+    handle = clients.temporal.get_workflow_handle(conversation_id(principal.tenant, session_id))
     with temporal_errors(f"session {session_id}"):
         view: ConversationView = await handle.query(ConversationWorkflow.transcript, page)
     if view.owner and view.owner != principal.subject and not principal.is_admin:
@@ -271,12 +279,29 @@ async def session_view(
     return view
 
 
+async def refuse_deleted(
+    clients: Clients, tenant: str, session_id: str, starting: bool = False
+) -> None:
+    """404 for a deleted session (workflows/erasure/): Temporal may take a moment to forget
+    it, and its id is never started again. Unchecked while Redis is unreachable."""
+    try:
+        deleted = await clients.redis.sismember(deleted_sessions_key(tenant), session_id)
+    except RedisError as error:
+        log.warning("deleted sessions not checked (Redis): %s", error)
+        return
+    if deleted:
+        again = (
+            ": a deleted session's id is not used again; start a new session" if starting else ""
+        )
+        raise NotFound(f"No session {session_id}{again}.")
+
+
 async def cancel_session_turn(
     clients: Clients, principal: Principal, session_id: str, turn: int
 ) -> TurnRecord:
     """Cancel the session's turn, if the session is theirs; the turn's record once it ended."""
     await session_view(clients, principal, session_id, STATE_ONLY)
-    handle = clients.temporal.get_workflow_handle(workflow_id(principal.tenant, session_id))
+    handle = clients.temporal.get_workflow_handle(conversation_id(principal.tenant, session_id))
     with temporal_errors(f"session {session_id}"):
         record: TurnRecord = await handle.execute_update(
             ConversationWorkflow.cancel,

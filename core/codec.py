@@ -98,9 +98,9 @@ class CodecKeys:
 
 def tenant_of(workflow_id: str) -> str | None:
     """The tenant in one of our workflow ids (`conversation:<tenant>:<session>`,
-    `training-mode:<tenant>`); None for any other id."""
+    `erasure:<tenant>:<job>`, `training-mode:<tenant>`); None for any other id."""
     kind, _, rest = workflow_id.partition(":")
-    if kind == "conversation":
+    if kind in ("conversation", "erasure"):
         tenant, _, session = rest.partition(":")
         return tenant if tenant and session else None
     if kind == "training-mode":

@@ -5,6 +5,7 @@ Training mode (core/training_lock.py): a tenant's lease, its fence counter and i
 tokens, under a Redis Cluster hash tag (the braces) so that one script can touch them all;
 and the set of tenants that ever held a lease, which the API's metrics read. Streamed turns
 (activities/redis_stream.py): a turn's Redis Stream, and the pointer from a turn's number to it.
+Sessions (activities/erasure.py): the ids of deleted ones, and a session's turns in flight.
 
 Every key one script touches shares a Redis Cluster hash tag (the part in braces: a tenant,
 or a session's workflow id), so that the script runs behind a cluster too.
@@ -24,6 +25,21 @@ def fence_key(tenant: str) -> str:
 
 def released_key(tenant: str, token: str) -> str:
     return f"orchestrator:training:{{{tenant}}}:released:{token}"
+
+
+def turn_slots_key(tenant: str, session_id: str) -> str:
+    """The turns of a session in flight (the API's limit on them)."""
+    return f"limits:{{{tenant}}}:turns:{session_id}"
+
+
+def deleted_sessions_key(tenant: str) -> str:
+    """The ids of the tenant's deleted sessions: never started again, answered as missing."""
+    return f"orchestrator:sessions:{{{tenant}}}:deleted"
+
+
+def session_streams_pattern(workflow_id: str) -> str:
+    """Every stream key of a session (its turns' Redis Streams and their pointers)."""
+    return f"orchestrator:stream:{{{workflow_id}}}:*"
 
 
 def stream_key(workflow_id: str, stream_id: str) -> str:

@@ -160,6 +160,9 @@ class Settings(BaseSettings):
     moderation_threads: int = Field(default=2, ge=1, le=32)
 
     conversation_idle_timeout_seconds: float = Field(default=86400.0, gt=0)
+    #: A session's first user message (redacted, at most 80 characters) is its `Title`
+    #: search attribute, which visibility holds unencrypted; off, titles are empty.
+    session_titles: bool = True
     #: Recent turns sent to the SLM as context, bounded by this many (estimated) tokens.
     context_token_budget: int = Field(default=1024, ge=64)
     #: `max_tokens` of each SLM request, and the most a client may ask for (OpenAI route).

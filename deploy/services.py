@@ -20,8 +20,8 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from core import search_attributes
 from core.settings import Settings
-from workflows import search_attributes
 
 #: docs/interface.md, section 7: registered when the Temporal dev server starts.
 MODEL_FILE = "SmolLM2-135M-Instruct.Q4_1.gguf"

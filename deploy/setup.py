@@ -5,7 +5,7 @@ Idempotent: each step reads what is there, prints it, and changes only what diff
 - the Temporal namespace (`ORCH_TEMPORAL_NAMESPACE`), registered if absent, its retention
   set to `ORCH_TEMPORAL_RETENTION_DAYS` (a closed session id is refused only while its
   closed workflow is retained);
-- the search attributes (workflows/search_attributes.py);
+- the search attributes (core/search_attributes.py);
 - the two event topics, with `ORCH_KAFKA_TOPIC_PARTITIONS` partitions (added, never
   removed), `ORCH_KAFKA_TOPIC_REPLICATION_FACTOR` (at creation) and
   `ORCH_KAFKA_TOPIC_RETENTION_MS` (when set).
@@ -38,10 +38,10 @@ from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.events import new_topic
+from core import search_attributes
 from core.connections import connect_temporal, kafka_options, temporal_config
 from core.errors import DependencyUnavailable
 from core.settings import ConfigurationError, Settings
-from workflows import search_attributes
 
 
 class Plan:

@@ -21,6 +21,7 @@ from tests.helpers.tokens import forged, refused_tokens, signed
 
 _HELLO = {"role": "user", "content": "Hello."}
 _NEW = {"session_id": "{new}"}
+_JOB = "0123456789abcdef0123456789abcdef"
 #: (method, path, body, role): `{s}` is a session of the calling tenant with one ended turn.
 ROUTES: list[tuple[str, str, dict[str, Any] | None, str]] = [
     ("GET", "/v1/whoami", None, "user"),
@@ -32,6 +33,9 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, str]] = [
     ("POST", "/v1/conversation/{s}/feedback", {"turn": 1, "rating": 1}, "user"),
     ("POST", "/v1/conversation/{s}/turns/1/cancel", None, "user"),
     ("POST", "/v1/conversation/{s}/close", None, "user"),
+    ("DELETE", "/v1/conversation/{s}", None, "user"),
+    ("POST", "/v1/erasure", {"subject": "nobody"}, "admin"),
+    ("GET", "/v1/erasure/" + _JOB, None, "admin"),
     ("GET", "/v1/conversation/{s}/turns/1/stream", None, "user"),
     ("GET", "/v1/training", None, "user"),
     ("POST", "/v1/training/enable", {"ttl_seconds": 60, "reason": "labelling"}, "admin"),
@@ -84,10 +88,12 @@ def test_the_table_names_every_v1_operation() -> None:
         if path.startswith("/v1/")
         for method in item
     }
-    named = {
-        f"{m} {p.replace('{s}', '{session_id}').replace('/1/', '/{turn}/')}"
-        for m, p, _, _ in ROUTES
-    }
+    placeholders = {"{s}": "{session_id}", "/1/": "/{turn}/", _JOB: "{job_id}"}
+    named = set()
+    for method, path, _, _ in ROUTES:
+        for value, name in placeholders.items():
+            path = path.replace(value, name)
+        named.add(f"{method} {path}")
     assert named == operations
 
 

@@ -4,6 +4,7 @@ endpoint read it; keys rotate."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -22,6 +23,7 @@ from temporalio.worker import Worker
 from core.codec import ENCODING, TENANT, CodecKeyError, CodecKeys, EncryptionCodec
 from core.settings import Settings
 from tests.helpers.failing_workflow import FailingWorkflow
+from tests.helpers.own_api import own_api
 
 
 def _key() -> str:
@@ -98,6 +100,11 @@ async def test_history_holds_no_message_and_the_codec_endpoint_reads_it(
     # What Temporal stores, read without the keys.
     bare = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
     history = await bare.get_workflow_handle(f"conversation:acme:{session}").fetch_history()
+    # Only the session's title, its first message redacted, is readable: a search attribute
+    # (ORCH_SESSION_TITLES; without titles, nothing is: the test below).
+    started = history.events[0].workflow_execution_started_event_attributes
+    assert canary.encode() in started.search_attributes.indexed_fields["Title"].data
+    del started.search_attributes.indexed_fields["Title"]
     assert canary.encode() not in b"".join(e.SerializeToString() for e in history.events)
     update = next(
         e.workflow_execution_update_accepted_event_attributes.accepted_request.input.args
@@ -136,6 +143,32 @@ async def test_history_holds_no_message_and_the_codec_endpoint_reads_it(
     )
     assert preflight.status_code == 200
     assert preflight.headers["access-control-allow-origin"] == "http://localhost:8233"
+
+
+async def test_without_titles_history_holds_no_text_of_the_conversation(
+    token: Callable[..., str], settings: Settings
+) -> None:
+    untitled = settings.model_copy(update={"session_titles": False})
+    session = f"s-{uuid.uuid4().hex[:12]}"
+    canary = f"zebracanary{uuid.uuid4().hex[:6]}"
+    headers = {"Authorization": f"Bearer {token('acme', 'user', subject=canary)}"}
+    async with own_api(untitled) as url, httpx.AsyncClient(base_url=url, timeout=90) as api:
+        response = await api.post(
+            "/v1/conversation/step",
+            json={"session_id": session, "message": f"Say {canary} back."},
+            headers=headers,
+        )
+        assert response.status_code == 200, response.text
+        async with asyncio.timeout(30):
+            while not (listed := (await api.get("/v1/conversations", headers=headers)).json())[
+                "sessions"
+            ]:
+                await asyncio.sleep(0.2)
+        assert [(s["session_id"], s["title"]) for s in listed["sessions"]] == [(session, "")]
+    bare = await Client.connect(settings.temporal_address, namespace=settings.temporal_namespace)
+    history = await bare.get_workflow_handle(f"conversation:acme:{session}").fetch_history()
+    # Neither the message nor its owner (the subject is only a digest in visibility).
+    assert canary.encode() not in b"".join(e.SerializeToString() for e in history.events)
 
 
 async def test_a_failure_keeps_its_message_and_stack_trace_out_of_history(

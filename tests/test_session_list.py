@@ -69,6 +69,9 @@ async def test_each_caller_lists_what_they_may_see_in_pages_and_filters(
     closed = await api.post(f"/v1/conversation/{ids[0]}/close", headers=alice)
     assert closed.status_code == 200, closed.text
 
+    # Closing ends the workflow a moment after its answer: visibility then says closed.
+    closed_only = await _listed(api, alice, 1, status="closed")
+    assert [s["session_id"] for s in closed_only] == [ids[0]]
     # Her own, newest activity first, each once over pages of two.
     mine = await _listed(api, alice, 3, limit=2)
     assert [s["session_id"] for s in mine] == [ids[2], ids[1], ids[0]]
@@ -80,8 +83,6 @@ async def test_each_caller_lists_what_they_may_see_in_pages_and_filters(
     assert by_id[ids[1]]["turn_count"] == 1 and by_id[ids[1]]["last_verdict"] == "allow"
     assert by_id[ids[1]]["created_at"] <= by_id[ids[1]]["last_turn_at"]
 
-    closed_only = await _listed(api, alice, 1, status="closed")
-    assert [s["session_id"] for s in closed_only] == [ids[0]]
     active_only = await _listed(api, alice, 2, status="active")
     assert [s["session_id"] for s in active_only] == [ids[2], ids[1]]
     pies = await _listed(api, alice, 1, q="apple PIE")

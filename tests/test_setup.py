@@ -22,9 +22,9 @@ from temporalio.api.operatorservice.v1 import ListSearchAttributesRequest
 from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
 from temporalio.client import Client
 
+from core import search_attributes
 from core.settings import Settings
 from deploy.services import free_ports
-from workflows import search_attributes
 
 RunCli = Callable[..., subprocess.CompletedProcess[str]]
 NAMESPACE = "orchestrator-setup"

@@ -21,6 +21,7 @@ from temporalio.client import Client
 from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
 from temporalio.worker import Worker
 
+from activities.erasure import ErasureActivities
 from activities.events import EventPublisher
 from activities.moderation import ModerationActivities
 from activities.redis_stream import TurnStreams
@@ -37,6 +38,7 @@ from core.settings import ConfigurationError, Settings
 from core.telemetry import configure_tracing
 from worker.health import loopback_address, serving
 from workflows.conversation.workflow import ConversationWorkflow
+from workflows.erasure.workflow import ErasureWorkflow
 from workflows.training_mode.workflow import TrainingModeWorkflow
 
 log = logging.getLogger("orchestrator.worker")
@@ -94,10 +96,11 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
             publisher = EventPublisher(settings, runtime.metric_meter)
             resources.push_async_callback(publisher.close)
             moderation = ModerationActivities(moderator)
+            erasure = ErasureActivities(client, redis)
             _serve(
                 served,
                 settings.task_queue,
-                workflows=[ConversationWorkflow, TrainingModeWorkflow],
+                workflows=[ConversationWorkflow, TrainingModeWorkflow, ErasureWorkflow],
                 max_cached_workflows=settings.worker_max_cached_workflows,
                 activities=[
                     publisher.publish,
@@ -107,6 +110,8 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
                     lock.release,
                     lock.read,
                     streams.append_activity,
+                    erasure.find_sessions,
+                    erasure.delete_session,
                 ],
             )
         if queue in (None, settings.slm_task_queue):

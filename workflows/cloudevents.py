@@ -19,6 +19,7 @@ with workflow.unsafe.imports_passed_through():
     from core.moderation.verdict import Verdict, public_verdict
     from core.training_lock import Lease
     from workflows.conversation.types import Feedback, TurnRecord
+    from workflows.erasure.types import ErasureRequest
     from workflows.timestamps import iso
     from workflows.training_mode.types import DisableRequest, EnableRequest, TrainingState
 
@@ -142,6 +143,27 @@ def feedback_data(session_id: str, feedback: Feedback) -> dict[str, Any]:
 def closed_data(session_id: str, reason: str, turns: int, actor: str) -> dict[str, Any]:
     """The `data` of a conversation.closed event; `actor` is "system" for an idle timeout."""
     return {"session_id": session_id, "reason": reason, "turns": turns, "actor": actor}
+
+
+def deleted_event(
+    request: ErasureRequest, session_id: str, chain: str, time: datetime
+) -> PublishRequest:
+    """The tombstone of a deleted session (`conversation.deleted`), keyed like its events:
+    whoever holds the session's events drops them."""
+    reason = "erasure" if request.subject is not None else "deleted"
+    return cloud_event(
+        topic=request.events_topic,
+        key=session_id,
+        tenant=request.tenant,
+        source=f"/orchestrator/tenants/{request.tenant}/conversations",
+        event_type="conversation.deleted",
+        event_id=event_id(chain, "deleted", 1),
+        time=time,
+        traceparent=request.traceparent,
+        data={"session_id": session_id, "reason": reason, "actor": request.actor},
+        policy_version=request.policy_version,
+        constitution_hash=request.constitution_hash,
+    )
 
 
 def training_event(

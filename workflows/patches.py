@@ -62,7 +62,7 @@ OUTBOX_CARRIED_WITHIN_BOUND = Patch(
 SESSION_LISTED = Patch(
     "session-listed",
     "each turn sets the session's LastTurnAt search attribute (and, for a session started"
-    " before sessions were listed, its OwnerHash, Title and CreatedAt), for the session list",
+    " before sessions were listed, its OwnerHash and CreatedAt), for the session list",
 )
 
 PATCHES = (

@@ -50,12 +50,12 @@ from api.session_workflow import (
     run_turn,
     session_view,
     turn_request,
-    workflow_id,
 )
 from api.streaming.start import relayed, start_stream
 from core.clients import Clients
 from core.errors import InvalidParameter, ModelNotFound, NotFound
 from core.settings import Settings
+from core.workflow_ids import conversation_id
 
 router = APIRouter(tags=["openai"], responses=openai_errors(401, 403, 409, 429, 503))
 SessionHeader = Annotated[
@@ -134,7 +134,9 @@ async def chat_completions(
             turn, session_id, principal, clients, settings, limits, asked_at
         )
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
-        writer = ChunkWriter(body.model, workflow_id(principal.tenant, session_id), include_usage)
+        writer = ChunkWriter(
+            body.model, conversation_id(principal.tenant, session_id), include_usage
+        )
         return StreamingResponse(
             chunk_frames(relayed(source, clients), writer),
             media_type="text/event-stream",

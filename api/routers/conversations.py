@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Annotated
 
 from fastapi import APIRouter, Path, Query, Request, Response, status
 
 from api.deps import (
+    ActivePolicyDep,
     ClientsDep,
     IdempotencyKey,
     LimitsDep,
@@ -23,6 +25,7 @@ from api.schemas.conversations import (
     StepResponse,
     TurnOut,
 )
+from api.session_erasure import start_erasure
 from api.session_workflow import (
     STATE_ONLY,
     answered,
@@ -31,11 +34,11 @@ from api.session_workflow import (
     run_turn,
     session_view,
     turn_request,
-    workflow_id,
 )
 from api.temporal_errors import temporal_errors
-from core.errors import EventsBacklog, InvalidRequest, SessionClosed
+from core.errors import DependencyUnavailable, EventsBacklog, InvalidRequest, SessionClosed
 from core.telemetry import current_trace_id, current_traceparent
+from core.workflow_ids import conversation_id
 from workflows.conversation.session_record import BACKLOG_ADMIT_BYTES
 from workflows.conversation.types import (
     CloseRequest,
@@ -45,6 +48,8 @@ from workflows.conversation.types import (
 )
 from workflows.conversation.workflow import ConversationWorkflow
 
+#: How long DELETE waits for the deletion before it says it goes on by itself.
+DELETE_WAIT_SECONDS = 60
 router = APIRouter(prefix="/v1/conversation", tags=["conversations"], responses=V1_PROBLEMS)
 
 
@@ -80,6 +85,33 @@ async def get_conversation(
     return ConversationOut.of(await session_view(clients, principal, session_id, page))
 
 
+@router.delete(
+    "/{session_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problems(404, 422)
+)
+async def delete_session(
+    session_id: SessionId,
+    principal: UserPrincipal,
+    clients: ClientsDep,
+    policy: ActivePolicyDep,
+) -> Response:
+    """Delete the session from everywhere the product keeps it (its owner, or an admin of
+    the tenant); answers once it is gone. Its id is never used again."""
+    await session_view(clients, principal, session_id, STATE_ONLY)
+    job = await start_erasure(
+        clients, principal, policy, f"session:{session_id}", session_ids=[session_id]
+    )
+    try:
+        async with asyncio.timeout(DELETE_WAIT_SECONDS):
+            with temporal_errors(f"session {session_id}"):
+                await job.result()
+    except TimeoutError:
+        raise DependencyUnavailable(
+            f"The deletion of session {session_id} is under way and completes by itself (a "
+            "dependency is slow or away); DELETE again later: 404 once it is done."
+        ) from None
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
 @router.post(
     "/{session_id}/feedback",
     status_code=status.HTTP_202_ACCEPTED,
@@ -104,7 +136,7 @@ async def feedback(
         raise InvalidRequest(
             f"Session {session_id} has no turn {body.turn} (it has {view.turn_count})."
         )
-    handle = clients.temporal.get_workflow_handle(workflow_id(principal.tenant, session_id))
+    handle = clients.temporal.get_workflow_handle(conversation_id(principal.tenant, session_id))
     with temporal_errors(f"session {session_id}"):
         await handle.execute_update(
             ConversationWorkflow.give_feedback,
@@ -140,7 +172,7 @@ async def close(
         return ConversationOut.of(
             await session_view(clients, principal, session_id, TranscriptRequest())
         )
-    handle = clients.temporal.get_workflow_handle(workflow_id(principal.tenant, session_id))
+    handle = clients.temporal.get_workflow_handle(conversation_id(principal.tenant, session_id))
     with temporal_errors(f"session {session_id}"):
         view: ConversationView = await handle.execute_update(
             ConversationWorkflow.close,

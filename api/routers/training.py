@@ -21,9 +21,9 @@ from api.schemas.training import DisableBody, EnableBody, TrainingOut
 from api.temporal_errors import temporal_errors
 from core.clients import Clients
 from core.errors import InvalidRequest, NotFound
+from core.search_attributes import TENANT
 from core.settings import Settings
 from core.telemetry import current_trace_id, current_traceparent
-from workflows.search_attributes import TENANT
 from workflows.training_mode.types import (
     DisableRequest,
     EnableRequest,

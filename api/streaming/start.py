@@ -22,7 +22,7 @@ from api.auth import Principal
 from api.limits import Release, TenantLimits
 from api.metrics import SLM_TIME_TO_FIRST_TOKEN
 from api.schemas.conversations import StepRequest
-from api.session_workflow import session_view, start_operation, turn_request, workflow_id
+from api.session_workflow import refuse_deleted, session_view, start_operation, turn_request
 from api.streaming.relay import relay, resume_point
 from api.temporal_errors import temporal_errors
 from core.clients import Clients
@@ -30,6 +30,7 @@ from core.errors import NotFound
 from core.policy import Policy
 from core.redis_keys import pointer_key, stream_key
 from core.settings import Settings
+from core.workflow_ids import conversation_id
 from workflows.conversation import stream_events
 from workflows.conversation.stream_events import record_body
 from workflows.conversation.types import (
@@ -93,8 +94,9 @@ async def start_stream(
     """Start the streamed turn (its `stream_id` set) within the tenant's limits, and return
     its stream once the workflow accepted it (`asked_at`: when the request came)."""
     stream_id = turn.stream_id
-    key = stream_key(workflow_id(principal.tenant, session_id), stream_id)
+    key = stream_key(conversation_id(principal.tenant, session_id), stream_id)
     source = Source(key=key, asked_at=asked_at)
+    await refuse_deleted(clients, principal.tenant, session_id, starting=True)
     try:
         source.releases.append(await limits.stream(principal.tenant))
         source.releases.append(await limits.turn(principal.tenant, session_id))
@@ -130,7 +132,7 @@ async def find_stream(
     # The session, if it is theirs to follow, with the turn's record if it ended.
     page = TranscriptRequest(limit=1, before_turn=turn + 1)
     view = await session_view(clients, principal, session_id, page)
-    key = await clients.redis.get(pointer_key(workflow_id(principal.tenant, session_id), turn))
+    key = await clients.redis.get(pointer_key(conversation_id(principal.tenant, session_id), turn))
     if key is not None:
         source = Source(key=key.decode() if isinstance(key, bytes) else key, after=after)
         source.releases.append(await limits.stream(principal.tenant))

@@ -20,6 +20,16 @@ from temporalio.common import SearchAttributeUpdate
 
 with workflow.unsafe.imports_passed_through():
     from core.moderation.verdict import Verdict
+    from core.search_attributes import (
+        CREATED_AT,
+        LAST_TURN_AT,
+        LAST_VERDICT,
+        OWNER_HASH,
+        POLICY_VERSION,
+        TRAINING_MODE,
+        TURN_COUNT,
+        owner_hash,
+    )
     from workflows.cloudevents import (
         closed_data,
         conversation_event,
@@ -37,18 +47,6 @@ with workflow.unsafe.imports_passed_through():
         TurnRecord,
     )
     from workflows.patches import EVENT_IDS_PER_CHAIN, SESSION_LISTED
-    from workflows.search_attributes import (
-        CREATED_AT,
-        LAST_TURN_AT,
-        LAST_VERDICT,
-        OWNER_HASH,
-        POLICY_VERSION,
-        TITLE,
-        TRAINING_MODE,
-        TURN_COUNT,
-        owner_hash,
-        title_of,
-    )
 
 #: What continue-as-new carries, at most: the latest turns (for the transcript, the SLM's
 #: context and the input check's) and Idempotency-Key results, within these many bytes.
@@ -97,16 +95,13 @@ class SessionRecord:
 
     def _listed(self) -> list[SearchAttributeUpdate[Any]]:
         """When the session last took a turn; for a session started before sessions were
-        listed, also whose it is, its title and when it started, so it is listed from now."""
+        listed, also whose it is and when it started, so it is listed from now (untitled:
+        no text of a conversation goes to visibility unless the API chose to put it)."""
         updates: list[SearchAttributeUpdate[Any]] = [LAST_TURN_AT.value_set(workflow.now())]
         settings = self.state.settings
         known = workflow.info().typed_search_attributes
         if settings.owner and known.get(OWNER_HASH) is None:
-            first = next((m.content for m in self.state.seed if m.role == "user"), None)
-            if first is None and self.state.turns:
-                first = self.state.turns[0].message
             updates.append(OWNER_HASH.value_set(owner_hash(settings.tenant, settings.owner)))
-            updates.append(TITLE.value_set(title_of(first or "")))
             if self.state.turns:
                 started = datetime.fromisoformat(self.state.turns[0].started_at)
                 updates.append(CREATED_AT.value_set(started))

@@ -221,3 +221,5 @@ class ConversationView:
     seed: list[ChatMessage] = field(default_factory=list)
     #: No seed and no answered turn yet: earlier messages sent now would seed the session.
     takes_seed: bool = False
+    #: The turn running now; 0 when none is.
+    running_turn: int = 0

@@ -253,7 +253,9 @@ class ConversationWorkflow:
     @workflow.query
     def transcript(self, request: TranscriptRequest) -> ConversationView:
         """The session and a page of its latest turns before `request.before_turn`."""
-        return self._session.page(request)
+        view = self._session.page(request)
+        view.running_turn = self._running
+        return view
 
     @workflow.query
     def view(self) -> ConversationView:

@@ -18,10 +18,10 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from core.search_attributes import TRAINING_MODE
     from core.training_lock import Lease
     from workflows import outbox
     from workflows.cloudevents import training_event
-    from workflows.search_attributes import TRAINING_MODE
     from workflows.timestamps import iso
     from workflows.training_mode import calls as lease_calls
     from workflows.training_mode.types import (

@@ -38,6 +38,9 @@ ALL = (
     LAST_TURN_AT,
 )
 
+#: The most words of a title search taken (each must be in the title).
+QUERY_WORDS = 8
+_WORD = re.compile(r"\w+")
 #: A title is at most this many characters.
 TITLE_LENGTH = 80
 _SPACES = re.compile(r"\s+")
@@ -59,3 +62,23 @@ def title_of(message: str) -> str:
     if " " in cut[TITLE_LENGTH // 2 :]:
         cut = cut[: cut.rindex(" ")]
     return cut.rstrip() + "…"
+
+
+def sessions_query(tenant: str, owner: str | None, status: str | None = None, q: str = "") -> str:
+    """The visibility query of `tenant`'s sessions: `owner`'s (None: everyone's), `status`
+    `active` or `closed` (None: both), with every word of `q` in the title. The latest run
+    of each session only."""
+    parts = [
+        f"Tenant = '{tenant}'",  # a tenant id is [A-Za-z0-9._-] (api/auth.py)
+        "WorkflowType = 'ConversationWorkflow'",
+        "ExecutionStatus != 'ContinuedAsNew'",
+    ]
+    if owner is not None:  # a digest: no subject is quoted into a query
+        parts.append(f"OwnerHash = '{owner_hash(tenant, owner)}'")
+    if status == "active":
+        parts.append("ExecutionStatus = 'Running'")
+    elif status == "closed":
+        parts.append("ExecutionStatus != 'Running'")
+    # Title is a Text attribute: `=` matches a whole word, whatever its case.
+    parts += [f"Title = '{word}'" for word in _WORD.findall(q)[:QUERY_WORDS]]
+    return " AND ".join(parts)
