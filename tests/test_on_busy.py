@@ -81,13 +81,14 @@ async def test_interrupt_cancels_the_running_turn_then_runs_the_new_one(
     ]
 
 
-async def test_reject_answers_409_and_starts_nothing_on_every_route(
+async def test_reject_answers_409_and_starts_nothing_while_enqueue_waits_its_turn(
     api: httpx.AsyncClient, token: Callable[..., str], settings: Settings
 ) -> None:
     session = f"busy-{uuid.uuid4().hex[:10]}"
     headers = _user(token)
+    waiting: list[asyncio.Task[httpx.Response]] = []
 
-    async def both() -> tuple[httpx.Response, httpx.Response]:
+    async def others() -> tuple[httpx.Response, httpx.Response]:
         step = await api.post(
             "/v1/conversation/step",
             json={"session_id": session, "message": "Say hello.", "on_busy": "reject"},
@@ -95,31 +96,36 @@ async def test_reject_answers_409_and_starts_nothing_on_every_route(
         )
         openai = await api.post(
             "/v1/chat/completions",
-            json={
-                "model": settings.slm_model,
-                "messages": [{"role": "user", "content": "Say hello."}],
-            },
+            json=_hello(settings),
             headers={**headers, "X-Session-Id": session, "X-On-Busy": "reject"},
+        )
+        waiting.append(
+            asyncio.create_task(
+                api.post(
+                    "/v1/conversation/step",
+                    json={"session_id": session, "message": "Say bye.", "on_busy": "enqueue"},
+                    headers=headers,
+                    timeout=120,
+                )
+            )
         )
         return step, openai
 
-    received, answers = await _while_streaming(api, headers, session, both)
+    received, answers = await _while_streaming(api, headers, session, others)
     step, openai = answers
     assert received[-1].event == "turn.completed"  # the running turn was left alone
     assert step.status_code == 409 and step.json()["code"] == "turn_in_progress", step.text
     assert "on_busy" in step.json()["detail"]
     assert openai.status_code == 409, openai.text
     assert openai.json()["error"]["code"] == "turn_in_progress"
+    # `enqueue` (as before on_busy existed) waited for the running turn, then ran.
+    queued = await waiting[0]
+    assert queued.status_code == 200 and queued.json()["turn"] == 2, queued.text
     transcript = (await api.get(f"/v1/conversation/{session}", headers=headers)).json()
-    assert transcript["turn_count"] == 1
-    # Nothing runs: the same message is taken once the turn ended.
-    again = await api.post(
-        "/v1/conversation/step",
-        json={"session_id": session, "message": "Say hello.", "on_busy": "reject"},
-        headers=headers,
-        timeout=120,
-    )
-    assert again.status_code == 200 and again.json()["turn"] == 2, again.text
+    assert [(t["turn"], t["message"]) for t in transcript["turns"]] == [
+        (1, LONG),
+        (2, "Say bye."),
+    ]
 
 
 async def test_an_unknown_on_busy_is_refused(
