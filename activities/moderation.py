@@ -8,7 +8,7 @@ from __future__ import annotations
 from temporalio import activity
 
 from core.moderation.moderator import Moderator
-from core.moderation.verdict import ModerationRequest, Verdict
+from core.moderation.verdict import ModerationRequest, Scan, ScanRequest, Verdict
 
 
 class ModerationActivities:
@@ -20,3 +20,12 @@ class ModerationActivities:
         return await self._moderator.check(
             request.text, request.stage, request.context, request.asked
         )
+
+    @activity.defn(name="moderation.scan")
+    async def scan(self, request: ScanRequest) -> list[Scan]:
+        """Each text checked as a turn's input would be, with every category's score."""
+        scans = []
+        for text in request.texts:
+            verdict, scores = await self._moderator.scan(text)
+            scans.append(Scan(verdict, scores))
+        return scans

@@ -14,6 +14,7 @@ from api.auth import TokenVerifier
 from api.limits import TenantLimits
 from api.metrics import MetricsListener
 from api.middleware import BodyLimitMiddleware, RequestMiddleware
+from api.openai import moderations
 from api.openai import router as openai_chat
 from api.openapi import openapi_document
 from api.policy_headers import PolicyMiddleware
@@ -81,6 +82,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(erasure.router)
     app.include_router(streams.router)
     app.include_router(openai_chat.router)
+    app.include_router(moderations.router)
     app.include_router(websocket.router)
     app.include_router(training.router)
     app.include_router(codec.router)

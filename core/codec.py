@@ -98,9 +98,10 @@ class CodecKeys:
 
 def tenant_of(workflow_id: str) -> str | None:
     """The tenant in one of our workflow ids (`conversation:<tenant>:<session>`,
-    `erasure:<tenant>:<job>`, `training-mode:<tenant>`); None for any other id."""
+    `erasure:<tenant>:<job>`, `moderation:<tenant>:<request>`, `training-mode:<tenant>`);
+    None for any other id."""
     kind, _, rest = workflow_id.partition(":")
-    if kind in ("conversation", "erasure"):
+    if kind in ("conversation", "erasure", "moderation"):
         tenant, _, session = rest.partition(":")
         return tenant if tenant and session else None
     if kind == "training-mode":

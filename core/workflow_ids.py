@@ -11,3 +11,8 @@ def conversation_id(tenant: str, session_id: str) -> str:
 def erasure_id(tenant: str, job: str) -> str:
     """An erasure job: `session:<session_id>` for one session's deletion, else a job id."""
     return f"erasure:{tenant}:{job}"
+
+
+def moderation_id(tenant: str, request: str) -> str:
+    """One POST /v1/moderations."""
+    return f"moderation:{tenant}:{request}"

@@ -49,6 +49,7 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, str]] = [
         "user",
     ),
     ("GET", "/v1/models", None, "user"),
+    ("POST", "/v1/moderations", {"input": "Hello."}, "user"),
     ("GET", "/v1/models/{model}", None, "user"),
 ]
 ROUTE_IDS = [f"{method} {path}" for method, path, _, _ in ROUTES]
@@ -57,7 +58,7 @@ ROUTE_IDS = [f"{method} {path}" for method, path, _, _ in ROUTES]
 def _code(response: httpx.Response) -> str:
     """The error's code: a problem's, or, on the OpenAI-compatible routes, OpenAI's shape's."""
     body = response.json()
-    if response.request.url.path.startswith(("/v1/chat/completions", "/v1/models")):
+    if response.request.url.path.startswith(("/v1/chat/completions", "/v1/models", "/v1/moder")):
         assert response.headers["content-type"] == "application/json"
         return str(body["error"]["code"])
     assert response.headers["content-type"] == "application/problem+json"

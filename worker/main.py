@@ -39,6 +39,7 @@ from core.telemetry import configure_tracing
 from worker.health import loopback_address, serving
 from workflows.conversation.workflow import ConversationWorkflow
 from workflows.erasure.workflow import ErasureWorkflow
+from workflows.moderation.workflow import ModerationWorkflow
 from workflows.training_mode.workflow import TrainingModeWorkflow
 
 log = logging.getLogger("orchestrator.worker")
@@ -100,11 +101,17 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
             _serve(
                 served,
                 settings.task_queue,
-                workflows=[ConversationWorkflow, TrainingModeWorkflow, ErasureWorkflow],
+                workflows=[
+                    ConversationWorkflow,
+                    TrainingModeWorkflow,
+                    ErasureWorkflow,
+                    ModerationWorkflow,
+                ],
                 max_cached_workflows=settings.worker_max_cached_workflows,
                 activities=[
                     publisher.publish,
                     moderation.check,
+                    moderation.scan,
                     lock.acquire,
                     lock.renew,
                     lock.release,

@@ -20,6 +20,7 @@ from pydantic import BaseModel, Field
 #: The routes that speak OpenAI's dialect, errors included.
 CHAT_PATH = "/v1/chat/completions"
 MODELS_PATH = "/v1/models"
+MODERATIONS_PATH = "/v1/moderations"
 
 _TYPES = {
     401: "authentication_error",
@@ -29,7 +30,7 @@ _TYPES = {
 
 
 def speaks_openai(path: str) -> bool:
-    return path in (CHAT_PATH, MODELS_PATH) or path.startswith(MODELS_PATH + "/")
+    return path in (CHAT_PATH, MODELS_PATH, MODERATIONS_PATH) or path.startswith(MODELS_PATH + "/")
 
 
 def error_type(status: int) -> str:

@@ -13,7 +13,7 @@ reasoning or search is refused, and so is an unknown field.
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from pydantic_core import PydanticCustomError
@@ -23,6 +23,7 @@ from core.messages import ChatMessage
 from core.settings import Settings
 from workflows.conversation.types import Sampling
 
+Body = TypeVar("Body", bound=BaseModel)
 #: The turn's message, as the step route takes it.
 MAX_MESSAGE_CHARS = 8000
 _ROLES = ("system", "developer", "user", "assistant")
@@ -226,12 +227,17 @@ class ChatCompletionRequest(_Strict):
 
 def parse_request(raw: bytes) -> ChatCompletionRequest:
     """The body, or the first thing wrong with it as a 400 that names the field."""
+    return parse_body(raw, ChatCompletionRequest)
+
+
+def parse_body(raw: bytes, model: type[Body]) -> Body:
+    """`raw` as a `model`, or the first thing wrong with it as a 400 that names the field."""
     try:
         data = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as error:
         raise InvalidParameter(f"The body is not JSON: {error}.", None, "invalid_json") from None
     try:
-        return ChatCompletionRequest.model_validate(data)
+        return model.model_validate(data)
     except ValidationError as error:
         first = error.errors()[0]
         raise InvalidParameter(*_said(first)) from None

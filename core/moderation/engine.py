@@ -86,6 +86,21 @@ class Engine:
             layers["classifier"] = time.perf_counter() - started
         return Outcome(finding, layers)
 
+    def category_scores(self, text: str, finding: Finding | None) -> dict[str, float]:
+        """Each category's score for `text` as written: the classifier's (0 without one),
+        and at least `finding`'s for the category that refused."""
+        scores = dict.fromkeys(self.policy.document.categories, 0.0)
+        if self._classifier is not None:
+            row = self._classifier.scores(readings(text)[:1])[0]
+            for index, category in enumerate(self._classifier.categories):
+                if category in scores:
+                    scores[category] = round(float(row[index]), 4)
+        if finding is not None and finding.category in scores:
+            # A guard model gives no score: its refusal counts as certain.
+            score = 1.0 if finding.score is None else finding.score
+            scores[finding.category] = max(scores[finding.category], score)
+        return scores
+
     def classifies(self, stage: str) -> bool:
         """Whether the classifier reads texts of `stage`."""
         return self._classifier is not None and stage in self._classifier_stages

@@ -69,6 +69,15 @@ class Moderator:
         finding = outcome.finding or await self._guards.check(text, stage, context)
         return verdict_of(self.policy, finding, stage, time.perf_counter() - started)
 
+    async def scan(self, text: str) -> tuple[Verdict, dict[str, float]]:
+        """`text` checked as a turn's input with no conversation before it, and each
+        category's score (for POST /v1/moderations)."""
+        started = time.perf_counter()
+        outcome = await asyncio.to_thread(self.engine.check, text, "input")
+        finding = outcome.finding or await self._guards.check(text, "input", ())
+        scores = await asyncio.to_thread(self.engine.category_scores, text, finding)
+        return verdict_of(self.policy, finding, "input", time.perf_counter() - started), scores
+
     def check_window(self, text: str) -> Verdict | None:
         """The cheap layers on a window of a growing reply: the refusal, if refused."""
         finding = self.engine.check_rules(text)

@@ -50,3 +50,17 @@ def public_verdict(verdict: Verdict) -> dict[str, Any]:
         "score": verdict.score,
         "basis": verdict.basis,
     }
+
+
+@dataclass
+class ScanRequest:
+    """Texts to check as a turn's input would be, outside any conversation."""
+
+    texts: list[str]
+
+
+@dataclass
+class Scan:
+    verdict: Verdict
+    #: Each policy category's score, 0 to 1.
+    scores: dict[str, float]
