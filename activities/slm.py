@@ -37,6 +37,7 @@ from core.admission import Admission, AdmissionRequest, Admitted
 from core.messages import ChatMessage
 from core.moderation.moderator import Moderator
 from core.moderation.reply_check import CheckedReply
+from core.moderation.tenant_moderators import TenantModerators
 from core.moderation.verdict import Verdict, public_verdict
 from core.settings import Settings
 
@@ -87,15 +88,14 @@ class Completion:
 
 class SlmActivities:
     def __init__(
-        self, settings: Settings, moderator: Moderator, streams: TurnStreams, admission: Admission
+        self,
+        settings: Settings,
+        moderators: TenantModerators,
+        streams: TurnStreams,
+        admission: Admission,
     ) -> None:
-        self._moderator = moderator
+        self._moderators = moderators
         self._admission = admission
-        policy = moderator.policy
-        self._policy_headers = {
-            "X-Policy-Version": policy.version,
-            "X-Constitution-Hash": policy.constitution_hash,
-        }
         self._model = settings.slm_model
         self._log_content = settings.log_content
         self._streams = streams
@@ -113,26 +113,31 @@ class SlmActivities:
     async def complete(self, request: CompletionRequest) -> Completion:
         heartbeats = asyncio.create_task(_heartbeat_until_done())
         try:
+            # The tenant's policy as it stands now checks the whole turn, its reply too.
+            tenant = request.admission.tenant if request.admission else None
+            moderator = await self._moderators.for_tenant(tenant)
             admitted = None
             if request.admission is not None:
-                admitted = await self._admission.admit(request.admission)
+                admitted = await self._admission.admit(request.admission, moderator)
                 if admitted.refused:  # the SLM server is never called
                     return Completion("", 0, 0, "input_refused", admitted=admitted)
             started = time.perf_counter()
-            completion = await self._call(request, admitted)
+            completion = await self._call(request, admitted, moderator)
         finally:
             heartbeats.cancel()
         completion.admitted = admitted
         completion.duration_seconds = time.perf_counter() - started
         asked = [m.content for m in request.messages if m.role == "user"][-1:]
         if completion.verdict is None:  # a refused window already decided
-            completion.verdict = await self._moderator.check(completion.text, "output", asked)
+            completion.verdict = await moderator.check(completion.text, "output", asked)
         if self._log_content:
             content = {"user_message": asked[0] if asked else "", "reply": completion.text}
             log.info("slm reply", extra=content)
         return completion
 
-    async def _call(self, request: CompletionRequest, admitted: Admitted | None) -> Completion:
+    async def _call(
+        self, request: CompletionRequest, admitted: Admitted | None, moderator: Moderator
+    ) -> Completion:
         """The chat completion, whole or streamed, in its client span (GenAI conventions).
 
         The OpenAI SDK speaks httpx, which no instrumentation here sees: the span is made
@@ -145,13 +150,20 @@ class SlmActivities:
                     "gen_ai.request.max_tokens": request.max_tokens,
                 }
             )
-            headers = {**self._policy_headers, **request.headers}
+            policy = moderator.policy
+            headers = {
+                "X-Policy-Version": policy.version,
+                "X-Constitution-Hash": policy.constitution_hash,
+                **request.headers,
+            }
             inject(headers)
             try:
                 if request.stream is None:
                     completion = await self._whole(request, headers)
                 else:
-                    completion = await self._streamed(request, headers, request.stream, admitted)
+                    completion = await self._streamed(
+                        request, headers, request.stream, admitted, moderator
+                    )
             except BadRequestError as error:
                 # The server refuses this request as it is (e.g. longer than the model's
                 # context): asking again cannot help.
@@ -193,6 +205,7 @@ class SlmActivities:
         headers: dict[str, str],
         target: StreamTarget,
         admitted: Admitted | None,
+        moderator: Moderator,
     ) -> Completion:
         attempt = activity.info().attempt
         opening = request.opening
@@ -212,7 +225,7 @@ class SlmActivities:
             stream=True,
             stream_options={"include_usage": True},
         )
-        reply = CheckedReply(self._moderator)
+        reply = CheckedReply(moderator)
         completion = Completion(text="", prompt_tokens=0, completion_tokens=0, finish_reason="")
         try:
             async for chunk in chunks:

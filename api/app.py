@@ -30,7 +30,11 @@ from api.routers import (
     training,
     websocket,
 )
+from api.routers import (
+    policy as tenant_policy,
+)
 from api.socket_limits import OpenSockets
+from api.tenant_policies import TenantPolicies
 from core.clients import Clients
 from core.connections import data_converter
 from core.policy import load_policy
@@ -46,6 +50,9 @@ def create_app(settings: Settings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         app.state.clients = await Clients.open(settings)
         app.state.active_policy = ActivePolicy(app.state.clients.redis, policy)
+        app.state.tenant_policies = TenantPolicies(
+            app.state.clients.redis, policy, app.state.active_policy
+        )
         app.state.limits = TenantLimits(app.state.clients.redis, settings)
         clients = app.state.clients
         app.state.readiness = Readiness(
@@ -80,6 +87,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(conversations.router)
     app.include_router(sessions.router)
     app.include_router(erasure.router)
+    app.include_router(tenant_policy.router)
     app.include_router(streams.router)
     app.include_router(openai_chat.router)
     app.include_router(moderations.router)

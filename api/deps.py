@@ -11,7 +11,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from api.auth import Principal, TokenVerifier
 from api.limits import TenantLimits
 from api.schemas.conversations import SESSION_ID_PATTERN
+from api.tenant_policies import TenantPolicies
 from core.clients import Clients
+from core.errors import PolicyMismatch
 from core.policy import Policy
 from core.policy_registry import ActivePolicy
 from core.settings import Settings
@@ -32,6 +34,11 @@ async def _policy(request: Request) -> Policy:
     """The policy file this process loaded: what it redacts before a message is stored."""
     policy: Policy = request.app.state.policy
     return policy
+
+
+async def _tenant_policies(request: Request) -> TenantPolicies:
+    policies: TenantPolicies = request.app.state.tenant_policies
+    return policies
 
 
 async def _active_policy(request: Request) -> dict[str, str]:
@@ -64,8 +71,31 @@ async def authenticate(connection: HTTPConnection, authorization: str | None) ->
     address = connection.client.host if connection.client else None
     principal = await verifier.verify(authorization, address)
     tenant_var.set(principal.tenant)
+    await _policy_expected(connection, principal.tenant)
     await _tenant_limits(connection).admit(principal.tenant)
     return principal
+
+
+async def _policy_expected(connection: HTTPConnection, tenant: str) -> None:
+    """The tenant's policy goes on the answer's headers (api/policy_headers.py); one other
+    than the client expects (`X-Policy-Version`, `X-Constitution-Hash`) is a 409 before
+    anything starts."""
+    policies: TenantPolicies = connection.app.state.tenant_policies
+    identity = await policies.identity(tenant)
+    connection.scope.setdefault("state", {})["policy_identity"] = identity
+    version, digest = identity["policy_version"], identity["constitution_hash"]
+    wanted_version = connection.headers.get("x-policy-version")
+    wanted_hash = connection.headers.get("x-constitution-hash")
+    if (wanted_version is not None and wanted_version != version) or (
+        wanted_hash is not None and wanted_hash.lower() != digest
+    ):
+        connection.scope["state"]["decision"] = "policy_mismatch"
+        raise PolicyMismatch(
+            f"The active policy of tenant {tenant} is {version} ({digest}); refresh your "
+            "policy and retry.",
+            policy_version=version,
+            constitution_hash=digest,
+        )
 
 
 def _tenant_limits(connection: HTTPConnection) -> TenantLimits:
@@ -95,6 +125,7 @@ SettingsDep = Annotated[Settings, Depends(_settings)]
 ClientsDep = Annotated[Clients, Depends(_clients)]
 PolicyDep = Annotated[Policy, Depends(_policy)]
 ActivePolicyDep = Annotated[dict[str, str], Depends(_active_policy)]
+TenantPoliciesDep = Annotated[TenantPolicies, Depends(_tenant_policies)]
 UserPrincipal = Annotated[Principal, Depends(_user)]
 AdminPrincipal = Annotated[Principal, Depends(_admin)]
 #: Who may use the codec endpoint: ORCH_CODEC_ROLE (`operator`).

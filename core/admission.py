@@ -50,19 +50,17 @@ class Admitted:
 
 
 class Admission:
-    def __init__(
-        self, moderator: Moderator, read_lease: Callable[[str], Awaitable[Lease | None]]
-    ) -> None:
-        self._moderator = moderator
+    def __init__(self, read_lease: Callable[[str], Awaitable[Lease | None]]) -> None:
         #: The tenant's live training lease, if any (activities/training_lock.py).
         self._read_lease = read_lease
 
-    async def admit(self, request: AdmissionRequest) -> Admitted:
+    async def admit(self, request: AdmissionRequest, moderator: Moderator) -> Admitted:
+        """The turn checked by `moderator` (its tenant's), beside the lease read."""
         lease_read = asyncio.ensure_future(self._lease(request.tenant))
         checks = [*request.seed, request.check]
         try:
             verdicts = await asyncio.gather(
-                *(self._moderator.check(c.text, c.stage, c.context, c.asked) for c in checks)
+                *(moderator.check(c.text, c.stage, c.context, c.asked) for c in checks)
             )
         finally:
             lease = await lease_read  # bounded by LEASE_READ_SECONDS; it never raises

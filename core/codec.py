@@ -98,10 +98,10 @@ class CodecKeys:
 
 def tenant_of(workflow_id: str) -> str | None:
     """The tenant in one of our workflow ids (`conversation:<tenant>:<session>`,
-    `erasure:<tenant>:<job>`, `moderation:<tenant>:<request>`, `training-mode:<tenant>`);
-    None for any other id."""
+    `erasure:<tenant>:<job>`, `moderation:<tenant>:<request>`, `policy:<tenant>:<change>`,
+    `training-mode:<tenant>`); None for any other id."""
     kind, _, rest = workflow_id.partition(":")
-    if kind in ("conversation", "erasure", "moderation"):
+    if kind in ("conversation", "erasure", "moderation", "policy"):
         tenant, _, session = rest.partition(":")
         return tenant if tenant and session else None
     if kind == "training-mode":

@@ -87,6 +87,12 @@ class InvalidRequest(OrchestratorError):
     status, code, title = 422, "validation_error", "Invalid request"
 
 
+class PolicyLoosens(InvalidRequest):
+    """A tenant policy that would refuse less than the operator's: `loosens` says where."""
+
+    code, title = "policy_loosens", "Policy looser than the operator's"
+
+
 class SlmRejected(InvalidRequest):
     code, title = "slm_rejected", "The language model refused the request"
 

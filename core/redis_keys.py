@@ -6,6 +6,7 @@ tokens, under a Redis Cluster hash tag (the braces) so that one script can touch
 and the set of tenants that ever held a lease, which the API's metrics read. Streamed turns
 (activities/redis_stream.py): a turn's Redis Stream, and the pointer from a turn's number to it.
 Sessions (activities/erasure.py): the ids of deleted ones, and a session's turns in flight.
+Tenant policies (core/tenant_policy.py): a tenant's additions and their history.
 
 Every key one script touches shares a Redis Cluster hash tag (the part in braces: a tenant,
 or a session's workflow id), so that the script runs behind a cluster too.
@@ -25,6 +26,16 @@ def fence_key(tenant: str) -> str:
 
 def released_key(tenant: str, token: str) -> str:
     return f"orchestrator:training:{{{tenant}}}:released:{token}"
+
+
+def tenant_policy_key(tenant: str) -> str:
+    """A tenant's current policy additions (core/tenant_policy.py)."""
+    return f"orchestrator:policy:{{{tenant}}}:tenant"
+
+
+def tenant_policy_history_key(tenant: str) -> str:
+    """Every policy change the tenant made, oldest first."""
+    return f"orchestrator:policy:{{{tenant}}}:history"
 
 
 def turn_slots_key(tenant: str, session_id: str) -> str:

@@ -16,3 +16,8 @@ def erasure_id(tenant: str, job: str) -> str:
 def moderation_id(tenant: str, request: str) -> str:
     """One POST /v1/moderations."""
     return f"moderation:{tenant}:{request}"
+
+
+def policy_change_id(tenant: str, change: str) -> str:
+    """One PUT /v1/policy."""
+    return f"policy:{tenant}:{change}"

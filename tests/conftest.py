@@ -28,6 +28,7 @@ from activities.training_lock import TrainingLock
 from core.admission import Admission
 from core.connections import connect_temporal
 from core.moderation.moderator import Moderator
+from core.moderation.tenant_moderators import TenantModerators
 from core.policy import load_policy
 from core.settings import Settings
 from core.tokens import mint_token
@@ -105,11 +106,9 @@ def slm_activities(settings: Settings, redis: Redis) -> Callable[..., SlmActivit
     with that policy (the bundled one by default), on the stack's Redis and SLM server."""
 
     def make(policy_file: Path | None = None) -> SlmActivities:
-        moderator = Moderator.load(load_policy(policy_file))
+        moderators = TenantModerators(Moderator.load(load_policy(policy_file)), redis)
         lock = TrainingLock(redis, Runtime.default().metric_meter)
-        return SlmActivities(
-            settings, moderator, TurnStreams(redis), Admission(moderator, lock.read_lease)
-        )
+        return SlmActivities(settings, moderators, TurnStreams(redis), Admission(lock.read_lease))
 
     return make
 

@@ -26,6 +26,7 @@ from activities.events import EventPublisher
 from activities.moderation import ModerationActivities
 from activities.redis_stream import TurnStreams
 from activities.slm import SlmActivities
+from activities.tenant_policy import PolicyActivities
 from activities.training_lock import TrainingLock
 from core import policy_registry
 from core.admission import Admission
@@ -33,6 +34,7 @@ from core.clients import open_redis
 from core.connections import connect_temporal, temporal_config
 from core.errors import DependencyUnavailable
 from core.moderation.moderator import Moderator
+from core.moderation.tenant_moderators import TenantModerators
 from core.policy import load_policy
 from core.settings import ConfigurationError, Settings
 from core.telemetry import configure_tracing
@@ -40,6 +42,7 @@ from worker.health import loopback_address, serving
 from workflows.conversation.workflow import ConversationWorkflow
 from workflows.erasure.workflow import ErasureWorkflow
 from workflows.moderation.workflow import ModerationWorkflow
+from workflows.tenant_policy.workflow import PolicyChangeWorkflow
 from workflows.training_mode.workflow import TrainingModeWorkflow
 
 log = logging.getLogger("orchestrator.worker")
@@ -86,6 +89,7 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
         streams = TurnStreams(redis)
         moderator = Moderator(engine)
         resources.push_async_callback(moderator.close)
+        moderators = TenantModerators(moderator, redis)
         lock = TrainingLock(redis, runtime.metric_meter)
         # What each queue serves; one Temporal worker per distinct queue, so the two may be
         # one queue (`ORCH_SLM_TASK_QUEUE` = `ORCH_TASK_QUEUE`): the SLM activity then runs
@@ -96,7 +100,8 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
             resources.callback(publishing.cancel)
             publisher = EventPublisher(settings, runtime.metric_meter)
             resources.push_async_callback(publisher.close)
-            moderation = ModerationActivities(moderator)
+            moderation = ModerationActivities(moderators)
+            policies = PolicyActivities(moderators, redis)
             erasure = ErasureActivities(client, redis)
             _serve(
                 served,
@@ -106,12 +111,14 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
                     TrainingModeWorkflow,
                     ErasureWorkflow,
                     ModerationWorkflow,
+                    PolicyChangeWorkflow,
                 ],
                 max_cached_workflows=settings.worker_max_cached_workflows,
                 activities=[
                     publisher.publish,
                     moderation.check,
                     moderation.scan,
+                    policies.store,
                     lock.acquire,
                     lock.renew,
                     lock.release,
@@ -122,7 +129,7 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
                 ],
             )
         if queue in (None, settings.slm_task_queue):
-            slm = SlmActivities(settings, moderator, streams, Admission(moderator, lock.read_lease))
+            slm = SlmActivities(settings, moderators, streams, Admission(lock.read_lease))
             resources.push_async_callback(slm.close)
             _serve(
                 served,

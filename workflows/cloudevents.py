@@ -16,10 +16,12 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from activities.events import PublishRequest
+    from activities.tenant_policy import StoredPolicy
     from core.moderation.verdict import Verdict, public_verdict
     from core.training_lock import Lease
     from workflows.conversation.types import Feedback, TurnRecord
     from workflows.erasure.types import ErasureRequest
+    from workflows.tenant_policy.types import PolicyChangeRequest
     from workflows.timestamps import iso
     from workflows.training_mode.types import DisableRequest, EnableRequest, TrainingState
 
@@ -163,6 +165,32 @@ def deleted_event(
         data={"session_id": session_id, "reason": reason, "actor": request.actor},
         policy_version=request.policy_version,
         constitution_hash=request.constitution_hash,
+    )
+
+
+def policy_changed_event(
+    request: PolicyChangeRequest, stored: StoredPolicy, chain: str, time: datetime
+) -> PublishRequest:
+    """`policy.changed`: a tenant's policy has a new version, stamped with it."""
+    return cloud_event(
+        topic=request.audit_topic,
+        key=request.tenant,
+        tenant=request.tenant,
+        source=f"/orchestrator/tenants/{request.tenant}/policy",
+        event_type="policy.changed",
+        event_id=event_id(chain, "changed", 1),
+        time=time,
+        traceparent=request.traceparent,
+        data={
+            "tenant": request.tenant,
+            "sequence": stored.sequence,
+            "policy_version": stored.policy_version,
+            "constitution_hash": stored.constitution_hash,
+            "actor": request.actor,
+            "additions": request.additions,
+        },
+        policy_version=stored.policy_version,
+        constitution_hash=stored.constitution_hash,
     )
 
 

@@ -13,13 +13,15 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
+from temporalio.client import WorkflowFailureError
 
-from api.deps import ClientsDep, SettingsDep, UserPrincipal
+from api.deps import ClientsDep, SettingsDep, TenantPoliciesDep, UserPrincipal
 from api.openai.errors import MODERATIONS_PATH, openai_errors
 from api.openai.protocol import MAX_MESSAGE_CHARS, parse_body
 from api.temporal_errors import temporal_errors
-from core.errors import InvalidParameter
+from core.errors import Forbidden, InvalidParameter
 from core.moderation.verdict import Scan, ScanRequest, public_verdict
+from core.tenant_policy import candidate_record
 from core.workflow_ids import moderation_id
 from workflows.moderation.workflow import ModerationWorkflow
 
@@ -68,6 +70,11 @@ class ModerationRequest(BaseModel):
         return texts
 
     model: str | None = Field(default=None, description="accepted, and answered back")
+    policy: dict[str, Any] | None = Field(
+        default=None,
+        description="admins: a candidate tenant policy (what PUT /v1/policy takes) to check "
+        "with instead of the stored one, without storing it",
+    )
 
 
 class ModerationResult(BaseModel):
@@ -104,18 +111,34 @@ class ModerationResponse(BaseModel):
     },
 )
 async def moderations(
-    request: Request, principal: UserPrincipal, clients: ClientsDep, settings: SettingsDep
+    request: Request,
+    principal: UserPrincipal,
+    clients: ClientsDep,
+    settings: SettingsDep,
+    policies: TenantPoliciesDep,
 ) -> ModerationResponse:
     body = parse_body(await request.body(), ModerationRequest)
     texts = body.texts()
+    if body.policy is not None:
+        if not principal.is_admin:
+            raise Forbidden("Only a tenant admin may check with a candidate `policy`.")
+        try:
+            candidate_record(policies.floor, body.policy)
+        except ValueError as error:
+            raise InvalidParameter(
+                f"The candidate policy cannot be used: {error}", "policy"
+            ) from None
     ident = uuid.uuid4().hex
     with temporal_errors("moderation"):
-        scans = await clients.temporal.execute_workflow(
-            ModerationWorkflow.run,
-            ScanRequest(texts),
-            id=moderation_id(principal.tenant, ident),
-            task_queue=settings.task_queue,
-        )
+        try:
+            scans = await clients.temporal.execute_workflow(
+                ModerationWorkflow.run,
+                ScanRequest(texts, principal.tenant, body.policy),
+                id=moderation_id(principal.tenant, ident),
+                task_queue=settings.task_queue,
+            )
+        except WorkflowFailureError as failed:  # a candidate the engine cannot take
+            raise InvalidParameter(str(failed.cause), "policy") from None
     return ModerationResponse(
         id=f"modr-{ident}",
         model=body.model or "orchestrator-moderation",

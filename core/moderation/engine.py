@@ -56,6 +56,15 @@ class Engine:
             raise ValueError(f"the classifier has no head for {sorted(unknown)}")
         return cls(policy, Classifier(heads, threads))
 
+    def with_policy(self, policy: Policy) -> Engine:
+        """An engine for `policy` on this one's classifier; ValueError when a threshold
+        names a category the classifier has no head for."""
+        if self._classifier is not None:
+            unknown = set(policy.thresholds()) - set(self._classifier.categories)
+            if unknown:
+                raise ValueError(f"the classifier has no head for {sorted(unknown)}")
+        return Engine(policy, self._classifier)
+
     def check(
         self,
         text: str,

@@ -50,6 +50,11 @@ class Moderator:
         self.policy = engine.policy
         self._guards = guards or GuardModels(engine.policy)
 
+    def with_policy(self, policy: Policy) -> Moderator:
+        """This moderator's layers (the same classifier and guard models) for `policy`, a
+        tenant's stricter one."""
+        return Moderator(self.engine.with_policy(policy), self._guards)
+
     @classmethod
     def load(cls, policy: Policy, threads: int = 2) -> Moderator:
         """Every layer `policy` asks for (the classifier loaded from its wheel)."""

@@ -54,9 +54,12 @@ def public_verdict(verdict: Verdict) -> dict[str, Any]:
 
 @dataclass
 class ScanRequest:
-    """Texts to check as a turn's input would be, outside any conversation."""
+    """Texts to check as a turn's input would be, outside any conversation: by the
+    tenant's policy, or by the floor with `candidate` additions (a dry run)."""
 
     texts: list[str]
+    tenant: str = ""
+    candidate: dict[str, Any] | None = None
 
 
 @dataclass

@@ -1,0 +1,76 @@
+"""The tenant's own policy: read by any user of the tenant, changed by its admins, never
+looser than the operator's (core/tenant_policy.py)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from fastapi import APIRouter
+from temporalio.client import WorkflowFailureError
+from temporalio.exceptions import ApplicationError
+
+from api.deps import AdminPrincipal, ClientsDep, TenantPoliciesDep, UserPrincipal
+from api.openapi import V1_PROBLEMS, problems
+from api.schemas.policy import PolicyOut
+from api.temporal_errors import temporal_errors
+from core.errors import InvalidRequest, PolicyLoosens
+from core.telemetry import current_traceparent
+from core.tenant_policy import TenantAdditions, loosenings
+from core.workflow_ids import policy_change_id
+from workflows.tenant_policy.types import PolicyChangeRequest
+from workflows.tenant_policy.workflow import PolicyChangeWorkflow
+
+router = APIRouter(prefix="/v1/policy", tags=["policy"], responses=V1_PROBLEMS)
+
+
+@router.get("", responses=problems())
+async def get_policy(principal: UserPrincipal, policies: TenantPoliciesDep) -> PolicyOut:
+    """The policy the tenant's turns are checked with: its version, its hash, and what the
+    tenant added to the operator's."""
+    record = await policies.record(principal.tenant)
+    return PolicyOut(**policies.view(principal.tenant, record))
+
+
+@router.put("", responses=problems(413, 422))
+async def put_policy(
+    additions: TenantAdditions,
+    principal: AdminPrincipal,
+    clients: ClientsDep,
+    policies: TenantPoliciesDep,
+) -> PolicyOut:
+    """Replace the tenant's additions; the tenant's next turn is checked with them."""
+    loose = loosenings(policies.floor.document, additions)
+    if loose:
+        raise PolicyLoosens(
+            "The policy would refuse less than the operator's, which it may not: "
+            + "; ".join(loose)
+            + ". Nothing changed.",
+            loosens=loose,
+        )
+    change = PolicyChangeRequest(
+        tenant=principal.tenant,
+        actor=principal.subject,
+        audit_topic=clients.settings.training_audit_topic,
+        additions=additions.model_dump(exclude_none=True),
+        traceparent=current_traceparent(),
+    )
+    with temporal_errors("policy change"):
+        try:
+            await clients.temporal.execute_workflow(
+                PolicyChangeWorkflow.run,
+                change,
+                id=policy_change_id(principal.tenant, uuid.uuid4().hex),
+                task_queue=clients.settings.task_queue,
+            )
+        except WorkflowFailureError as failed:
+            raise InvalidRequest(_why(failed)) from None
+    record = await policies.record(principal.tenant)
+    return PolicyOut(**policies.view(principal.tenant, record))
+
+
+def _why(failed: WorkflowFailureError) -> str:
+    cause: Any = failed.cause
+    while cause is not None and not isinstance(cause, ApplicationError):
+        cause = cause.cause
+    return cause.message if cause is not None else "The policy could not be stored."
