@@ -1,8 +1,12 @@
 """Deleting sessions: the ErasureWorkflow the API starts for one session (DELETE) or for a
-subject (POST /v1/erasure), and what a job tells while it runs and once it ended."""
+subject (POST /v1/erasure), what a job tells while it runs and once it ended, and the
+refusal of a deleted session's id."""
 
 from __future__ import annotations
 
+import logging
+
+from redis.exceptions import RedisError
 from temporalio.client import WorkflowExecutionStatus, WorkflowHandle
 from temporalio.common import (
     SearchAttributePair,
@@ -14,11 +18,32 @@ from temporalio.common import (
 from api.auth import Principal
 from api.temporal_errors import temporal_errors
 from core.clients import Clients
+from core.errors import NotFound
+from core.redis_keys import deleted_sessions_key
 from core.search_attributes import TENANT
 from core.telemetry import current_traceparent
 from core.workflow_ids import erasure_id
 from workflows.erasure.types import ErasureProgress, ErasureRequest
 from workflows.erasure.workflow import ErasureWorkflow
+
+log = logging.getLogger("orchestrator.api")
+
+
+async def refuse_deleted(
+    clients: Clients, tenant: str, session_id: str, starting: bool = False
+) -> None:
+    """404 for a deleted session (workflows/erasure/): Temporal may take a moment to forget
+    it, and its id is never started again. Unchecked while Redis is unreachable."""
+    try:
+        deleted = await clients.redis.sismember(deleted_sessions_key(tenant), session_id)
+    except RedisError as error:
+        log.warning("deleted sessions not checked (Redis): %s", error)
+        return
+    if deleted:
+        again = (
+            ": a deleted session's id is not used again; start a new session" if starting else ""
+        )
+        raise NotFound(f"No session {session_id}{again}.")
 
 
 async def start_erasure(

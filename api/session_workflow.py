@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
-import logging
 import time
 import uuid
 from dataclasses import asdict, dataclass, field
@@ -21,7 +20,6 @@ from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import Request, Response
-from redis.exceptions import RedisError
 from temporalio.client import WithStartWorkflowOperation
 from temporalio.common import (
     SearchAttributePair,
@@ -34,13 +32,13 @@ from api.auth import Principal
 from api.limits import TenantLimits
 from api.metrics import MODERATION_VERDICTS, TURN_DURATION
 from api.schemas.conversations import StepRequest
+from api.session_erasure import refuse_deleted
 from api.temporal_errors import temporal_errors
 from core.clients import Clients
 from core.errors import NotFound
 from core.messages import ChatMessage
 from core.moderation import pii
 from core.policy import Policy
-from core.redis_keys import deleted_sessions_key
 from core.search_attributes import (
     CREATED_AT,
     LAST_TURN_AT,
@@ -69,7 +67,6 @@ from workflows.conversation.types import (
 )
 from workflows.conversation.workflow import ConversationWorkflow
 
-log = logging.getLogger("orchestrator.api")
 #: Names the session of a first turn sent with an Idempotency-Key and no session id.
 _KEYED_SESSIONS = uuid.UUID("0b6a4f0e-5d8e-4f4a-9f59-2f1f3c0d7a21")
 
@@ -277,23 +274,6 @@ async def session_view(
     if view.owner and view.owner != principal.subject and not principal.is_admin:
         raise NotFound(f"No session {session_id}.")
     return view
-
-
-async def refuse_deleted(
-    clients: Clients, tenant: str, session_id: str, starting: bool = False
-) -> None:
-    """404 for a deleted session (workflows/erasure/): Temporal may take a moment to forget
-    it, and its id is never started again. Unchecked while Redis is unreachable."""
-    try:
-        deleted = await clients.redis.sismember(deleted_sessions_key(tenant), session_id)
-    except RedisError as error:
-        log.warning("deleted sessions not checked (Redis): %s", error)
-        return
-    if deleted:
-        again = (
-            ": a deleted session's id is not used again; start a new session" if starting else ""
-        )
-        raise NotFound(f"No session {session_id}{again}.")
 
 
 async def cancel_session_turn(

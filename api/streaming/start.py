@@ -22,7 +22,8 @@ from api.auth import Principal
 from api.limits import Release, TenantLimits
 from api.metrics import SLM_TIME_TO_FIRST_TOKEN
 from api.schemas.conversations import StepRequest
-from api.session_workflow import refuse_deleted, session_view, start_operation, turn_request
+from api.session_erasure import refuse_deleted
+from api.session_workflow import session_view, start_operation, turn_request
 from api.streaming.relay import relay, resume_point
 from api.temporal_errors import temporal_errors
 from core.clients import Clients
