@@ -17,7 +17,7 @@ router = APIRouter(prefix="/v1/erasure", tags=["erasure"], responses=V1_PROBLEMS
 JobId = Annotated[str, Path(pattern=r"^[0-9a-f]{32}$", description="the job's id")]
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, responses=problems(413, 422))
+@router.post("", status_code=status.HTTP_202_ACCEPTED, responses=problems(400, 413, 422))
 async def erase_subject(
     body: ErasureBody,
     principal: AdminPrincipal,

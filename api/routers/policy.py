@@ -32,7 +32,7 @@ async def get_policy(principal: UserPrincipal, policies: TenantPoliciesDep) -> P
     return PolicyOut(**policies.view(principal.tenant, record))
 
 
-@router.put("", responses=problems(413, 422))
+@router.put("", responses=problems(400, 413, 422))
 async def put_policy(
     additions: TenantAdditions,
     principal: AdminPrincipal,
