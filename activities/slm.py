@@ -22,6 +22,7 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import cast
 
 from openai import AsyncOpenAI, BadRequestError, omit
@@ -30,6 +31,7 @@ from opentelemetry import trace
 from opentelemetry.propagate import inject
 from opentelemetry.trace import SpanKind
 from temporalio import activity
+from temporalio.common import MetricMeter
 from temporalio.exceptions import ApplicationError
 
 from activities.redis_stream import StreamEvent, StreamTarget, TurnStreams
@@ -39,7 +41,9 @@ from core.moderation.moderator import Moderator
 from core.moderation.reply_check import CheckedReply
 from core.moderation.tenant_moderators import TenantModerators
 from core.moderation.verdict import Verdict, public_verdict
+from core.prompt_tokens import PromptCounter
 from core.settings import Settings
+from core.usage import Account, UsageLedger
 
 #: The ApplicationError type of a request the SLM server refused (HTTP 400).
 SLM_REJECTED = "slm_rejected"
@@ -70,6 +74,8 @@ class CompletionRequest:
     #: The turn's input check and lease read, run here before the call; None in turns from
     #: before, which ran them in the workflow as local activities.
     admission: AdmissionRequest | None = None
+    #: Whose usage the call is (core/usage.py); None in turns from before usage was counted.
+    account: Account | None = None
 
 
 @dataclass
@@ -93,10 +99,17 @@ class SlmActivities:
         moderators: TenantModerators,
         streams: TurnStreams,
         admission: Admission,
+        ledger: UsageLedger,
+        meter: MetricMeter,
     ) -> None:
         self._moderators = moderators
+        self._ledger = ledger
+        self._tokens = meter.create_counter(
+            "orchestrator_tokens_total", "Tokens of the tenants' turns, prompt and completion."
+        )
         self._admission = admission
         self._model = settings.slm_model
+        self._prompts = PromptCounter(settings.slm_url, settings.slm_api_key)
         self._log_content = settings.log_content
         self._streams = streams
         self._client = AsyncOpenAI(
@@ -108,6 +121,7 @@ class SlmActivities:
 
     async def close(self) -> None:
         await self._client.close()
+        await self._prompts.close()
 
     @activity.defn(name="slm.complete")
     async def complete(self, request: CompletionRequest) -> Completion:
@@ -120,6 +134,7 @@ class SlmActivities:
             if request.admission is not None:
                 admitted = await self._admission.admit(request.admission, moderator)
                 if admitted.refused:  # the SLM server is never called
+                    await self._settle(request, 0, 0, admitted.verdict)
                     return Completion("", 0, 0, "input_refused", admitted=admitted)
             started = time.perf_counter()
             completion = await self._call(request, admitted, moderator)
@@ -130,10 +145,25 @@ class SlmActivities:
         asked = [m.content for m in request.messages if m.role == "user"][-1:]
         if completion.verdict is None:  # a refused window already decided
             completion.verdict = await moderator.check(completion.text, "output", asked)
+        await self._settle(
+            request, completion.prompt_tokens, completion.completion_tokens, completion.verdict
+        )
         if self._log_content:
             content = {"user_message": asked[0] if asked else "", "reply": completion.text}
             log.info("slm reply", extra=content)
         return completion
+
+    async def _settle(
+        self, request: CompletionRequest, prompt: int, completion: int, verdict: Verdict
+    ) -> None:
+        """Count the turn's tokens once, as its record will keep them."""
+        if request.account is None:
+            return
+        refused = verdict.category if verdict.decision == "refuse" else None
+        await self._ledger.settle(request.account, prompt, completion, refused, datetime.now(UTC))
+        labels = {"tenant": request.account.tenant}
+        self._tokens.add(prompt, {**labels, "kind": "prompt"})
+        self._tokens.add(completion, {**labels, "kind": "completion"})
 
     async def _call(
         self, request: CompletionRequest, admitted: Admitted | None, moderator: Moderator
@@ -214,6 +244,7 @@ class SlmActivities:
         await self._streams.append(target, [], attempt, opening=opening)
         if attempt > 1:  # the reader drops what an earlier attempt sent
             await self._append(target, StreamEvent("retract", {"reason": "retry"}), attempt)
+        said = [(m.role, m.content) for m in request.messages]
         chunks = await self._client.chat.completions.create(
             model=self._model,
             messages=_messages(request),
@@ -225,6 +256,7 @@ class SlmActivities:
             stream=True,
             stream_options={"include_usage": True},
         )
+        counting = self._prompts.start(said)  # beside the stream, where the server needs it
         reply = CheckedReply(moderator)
         completion = Completion(text="", prompt_tokens=0, completion_tokens=0, finish_reason="")
         try:
@@ -245,14 +277,26 @@ class SlmActivities:
                     await self._append(target, StreamEvent("token", token), attempt)
                 if completion.verdict is not None:
                     break  # leaving the loop closes the request: the server stops generating
+        except BaseException:
+            if counting is not None:
+                counting.cancel()
+            raise
         finally:
             await chunks.close()  # also when cancelled
         if not completion.finish_reason:
+            if counting is not None:
+                counting.cancel()
             # A stream that ends without saying why was cut short: this attempt failed, and
             # the retry retracts its text.
             raise RuntimeError("the SLM server ended the stream without a finish reason")
         completion.text = "".join(reply.parts)
         completion.completion_tokens = completion.completion_tokens or len(reply.parts)
+        if completion.prompt_tokens:
+            self._prompts.server_omits_usage = False
+            if counting is not None:
+                counting.cancel()
+        else:
+            completion.prompt_tokens = await self._prompts.result(counting, said)
         return completion
 
     async def _append(self, target: StreamTarget, event: StreamEvent, attempt: int) -> None:

@@ -28,6 +28,7 @@ from api.routers import (
     sessions,
     streams,
     training,
+    usage,
     websocket,
 )
 from api.routers import (
@@ -88,6 +89,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(sessions.router)
     app.include_router(erasure.router)
     app.include_router(tenant_policy.router)
+    app.include_router(usage.router)
     app.include_router(streams.router)
     app.include_router(openai_chat.router)
     app.include_router(moderations.router)

@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from api.quotas import Quotas
 from core.errors import DependencyUnavailable, RateLimited
 from core.redis_keys import turn_slots_key
 from core.settings import Settings
@@ -73,6 +74,8 @@ class TenantLimits:
         self._lease_seconds = math.ceil(settings.max_turn_seconds) + 60
         #: Streams this process relays now, against `streams_per_process`.
         self._streams_here = 0
+        #: The token and turn quotas of the window.
+        self.quotas = Quotas(redis, settings)
 
     async def admit(self, tenant: str) -> None:
         """Take one request from the tenant's bucket, or refuse with the time to wait."""

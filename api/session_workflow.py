@@ -232,7 +232,12 @@ async def run_turn(
     """The turn, taken in its session (started if new) within the tenant's limits."""
     started = time.perf_counter()
     await refuse_deleted(clients, principal.tenant, session_id, starting=True)
-    release = await limits.turn(principal.tenant, session_id)
+    give_back = await limits.quotas.reserve(principal)
+    try:
+        release = await limits.turn(principal.tenant, session_id)
+    except BaseException:
+        await give_back()
+        raise
     try:
         with temporal_errors(f"session {session_id}"):
             result: TurnResult = await clients.temporal.execute_update_with_start_workflow(
@@ -242,6 +247,7 @@ async def run_turn(
             )
     finally:
         await release()
+        await give_back()
     _observe(result, started)
     return result
 

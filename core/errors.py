@@ -148,3 +148,9 @@ class RateLimited(OrchestratorError):
     """Over one of the tenant's limits; `retry_after_seconds` says when to try again."""
 
     status, code, title = 429, "rate_limited", "Too many requests"
+
+
+class QuotaExceeded(RateLimited):
+    """Over a quota of the window; `retry_after_seconds` is the time to the window's end."""
+
+    code, title = "quota_exceeded", "Quota used up"

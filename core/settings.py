@@ -49,6 +49,12 @@ class Limits(BaseModel):
     concurrent_streams: int = Field(default=100, ge=1)
     #: Turns of one session waiting or running at once (the session runs them in order).
     turns_in_flight_per_session: int = Field(default=16, ge=1)
+    #: Quotas per window (ORCH_QUOTA_WINDOW_SECONDS), 0: none. The tenant's tokens (prompt
+    #: and reply) and turns, and each subject's of the tenant.
+    tokens_per_window: int = Field(default=0, ge=0)
+    turns_per_window: int = Field(default=0, ge=0)
+    subject_tokens_per_window: int = Field(default=0, ge=0)
+    subject_turns_per_window: int = Field(default=0, ge=0)
 
 
 class Settings(BaseSettings):
@@ -160,6 +166,8 @@ class Settings(BaseSettings):
     moderation_threads: int = Field(default=2, ge=1, le=32)
 
     conversation_idle_timeout_seconds: float = Field(default=86400.0, gt=0)
+    #: The window of the token and turn quotas (ORCH_LIMITS), aligned on the epoch in UTC.
+    quota_window_seconds: int = Field(default=86400, ge=60, le=31 * 86400)
     #: A session's first user message (redacted, at most 80 characters) is its `Title`
     #: search attribute, which visibility holds unencrypted; off, titles are empty.
     session_titles: bool = True

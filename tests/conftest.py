@@ -32,6 +32,7 @@ from core.moderation.tenant_moderators import TenantModerators
 from core.policy import load_policy
 from core.settings import Settings
 from core.tokens import mint_token
+from core.usage import UsageLedger
 from deploy.services import DevPorts
 from deploy.stack import EmbeddedStack
 
@@ -108,7 +109,14 @@ def slm_activities(settings: Settings, redis: Redis) -> Callable[..., SlmActivit
     def make(policy_file: Path | None = None) -> SlmActivities:
         moderators = TenantModerators(Moderator.load(load_policy(policy_file)), redis)
         lock = TrainingLock(redis, Runtime.default().metric_meter)
-        return SlmActivities(settings, moderators, TurnStreams(redis), Admission(lock.read_lease))
+        return SlmActivities(
+            settings,
+            moderators,
+            TurnStreams(redis),
+            Admission(lock.read_lease),
+            UsageLedger(redis, settings.quota_window_seconds),
+            Runtime.default().metric_meter,
+        )
 
     return make
 

@@ -39,6 +39,7 @@ ROUTES: list[tuple[str, str, dict[str, Any] | None, str]] = [
     ("GET", "/v1/conversation/{s}/turns/1/stream", None, "user"),
     ("GET", "/v1/training", None, "user"),
     ("GET", "/v1/policy", None, "user"),
+    ("GET", "/v1/usage", None, "user"),
     ("PUT", "/v1/policy", {"categories": {}}, "admin"),
     ("POST", "/v1/training/enable", {"ttl_seconds": 60, "reason": "labelling"}, "admin"),
     ("POST", "/v1/training/disable", {"reason": "done"}, "admin"),

@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import datetime as dt
 import os
 import signal
 import uuid
 from collections.abc import Callable
 
 import httpx
+from redis.asyncio import Redis
 from temporalio.client import Client
 
 from core.settings import Settings
@@ -30,6 +32,7 @@ async def test_worker_killed_during_the_slm_call_loses_nothing(
     token: Callable[..., str],
     temporal: Client,
     settings: Settings,
+    redis: Redis,
 ) -> None:
     session = f"kill-{uuid.uuid4().hex[:10]}"
     async with httpx.AsyncClient(base_url=api_url, timeout=180) as api:
@@ -56,6 +59,13 @@ async def test_worker_killed_during_the_slm_call_loses_nothing(
     completed = {e["id"] for e in events if e["type"] == "conversation.turn.completed"}
     assert len(completed) == 1
     assert {e["data"]["reply"] for e in events} == {body["reply"]}
+    # Its usage counted once, with the numbers of the attempt that completed it.
+    day = dt.datetime.fromisoformat(events[0]["time"]).date().isoformat()
+    counted = await redis.hgetall(f"usage:{{acme}}:turns:{day}")
+    usage = events[0]["data"]["usage"]
+    assert counted[f"conversation:acme:{session}/1"] == (
+        f"{usage['prompt_tokens']},{usage['completion_tokens']},"
+    )
 
 
 async def test_broker_outage_delays_events_not_turns(

@@ -38,6 +38,7 @@ from core.moderation.tenant_moderators import TenantModerators
 from core.policy import load_policy
 from core.settings import ConfigurationError, Settings
 from core.telemetry import configure_tracing
+from core.usage import UsageLedger
 from worker.health import loopback_address, serving
 from workflows.conversation.workflow import ConversationWorkflow
 from workflows.erasure.workflow import ErasureWorkflow
@@ -129,7 +130,14 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
                 ],
             )
         if queue in (None, settings.slm_task_queue):
-            slm = SlmActivities(settings, moderators, streams, Admission(lock.read_lease))
+            slm = SlmActivities(
+                settings,
+                moderators,
+                streams,
+                Admission(lock.read_lease),
+                UsageLedger(redis, settings.quota_window_seconds),
+                runtime.metric_meter,
+            )
             resources.push_async_callback(slm.close)
             _serve(
                 served,

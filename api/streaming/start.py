@@ -99,6 +99,7 @@ async def start_stream(
     source = Source(key=key, asked_at=asked_at)
     await refuse_deleted(clients, principal.tenant, session_id, starting=True)
     try:
+        source.releases.append(await limits.quotas.reserve(principal))
         source.releases.append(await limits.stream(principal.tenant))
         source.releases.append(await limits.turn(principal.tenant, session_id))
         with temporal_errors(f"session {session_id}"):

@@ -37,6 +37,7 @@ with workflow.unsafe.imports_passed_through():
     from core.errors import DependencyUnavailable, OrchestratorError, SlmRejected, TurnTimedOut
     from core.moderation.verdict import ModerationRequest, Verdict
     from core.training_lock import Lease
+    from core.usage import Account
     from workflows.conversation import admitted_first, calls
     from workflows.conversation.context import recent_context
     from workflows.conversation.history import seed_checks, takes_seed
@@ -216,6 +217,11 @@ class Turn:
                 stream=self._stream.target if self._stream else None,
                 opening=self._stream.opening if self._stream else [],
                 admission=admission,
+                account=Account(
+                    settings.tenant,
+                    self._request.actor,
+                    f"{workflow.info().workflow_id}/{self.number}",
+                ),
             ),
             settings.slm_task_queue,
             time_left,
