@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
 from api.deps import ClientsDep, UserPrincipal
 from api.openapi import V1_PROBLEMS, problems
+from api.schemas.usage import UsageReport
 from api.usage_report import MAX_DAYS, quota, usage
 from core.errors import Forbidden, InvalidRequest
 
@@ -31,7 +32,7 @@ async def get_usage(
     subject: Annotated[
         str | None, Query(max_length=256, description="admins: this subject's usage only")
     ] = None,
-) -> dict[str, Any]:
+) -> UsageReport:
     """Turns, prompt and completion tokens, and refusals by category: the tenant's for its
     admins, the caller's own for anyone else; and the quotas of the current window."""
     if subject is not None and not principal.is_admin:
@@ -43,14 +44,15 @@ async def get_usage(
     if start > end or (end - start).days >= MAX_DAYS:
         raise InvalidRequest(f"`from` must be on or before `to`, at most {MAX_DAYS} days apart.")
     total, rows = await usage(clients.redis, principal.tenant, whose, start, end, group_by)
-    return {
-        "from": start.isoformat(),
-        "to": end.isoformat(),
-        "group_by": group_by,
-        "subject": whose,
-        "total": total,
-        "groups": rows,
-        "quota": await quota(
-            clients.redis, clients.settings, principal.tenant, principal.subject, now
-        ),
-    }
+    window = await quota(clients.redis, clients.settings, principal.tenant, principal.subject, now)
+    return UsageReport.model_validate(
+        {
+            "from": start.isoformat(),
+            "to": end.isoformat(),
+            "group_by": group_by,
+            "subject": whose,
+            "total": total,
+            "groups": rows,
+            "quota": window,
+        }
+    )
