@@ -179,7 +179,3 @@ async def read_record(redis: Redis, tenant: str) -> TenantRecord | None:
     """The tenant's current additions; None when it never set any."""
     raw = await redis.get(tenant_policy_key(tenant))
     return TenantRecord.from_json(raw) if raw else None
-
-
-def identity(policy: Policy) -> dict[str, Any]:
-    return {"policy_version": policy.version, "constitution_hash": policy.constitution_hash}
