@@ -91,16 +91,24 @@ class TenantRecord:
         )
 
 
+def unknown_categories(floor: PolicyDocument, additions: TenantAdditions) -> list[str]:
+    """The categories `additions` names that the floor does not have, each said."""
+    known = ", ".join(sorted(floor.categories))
+    return [
+        f"categories.{name}: no such category (the policy has {known})"
+        for name in additions.categories
+        if name not in floor.categories
+    ]
+
+
 def loosenings(floor: PolicyDocument, additions: TenantAdditions) -> list[str]:
-    """What in `additions` the floor does not allow, each said as `field: why`; empty when
-    the additions only ever refuse more."""
+    """What in `additions` would refuse less than the floor, each said as `field: why`;
+    empty when the additions only ever refuse more."""
     found = []
     for name, added in additions.categories.items():
         category = floor.categories.get(name)
         if category is None:
-            known = ", ".join(sorted(floor.categories))
-            found.append(f"categories.{name}: no such category (the policy has {known})")
-            continue
+            continue  # unknown_categories says it
         if (
             added.threshold is not None
             and category.threshold is not None
@@ -169,9 +177,9 @@ def candidate_record(floor: Policy, additions: dict[str, Any], actor: str = "") 
     """`additions` as a record not yet stored (sequence 0); ValueError naming what is wrong
     with them, or what in them would loosen the floor."""
     parsed = TenantAdditions.model_validate(additions)
-    loose = loosenings(floor.document, parsed)
-    if loose:
-        raise ValueError("; ".join(loose))
+    wrong = unknown_categories(floor.document, parsed) + loosenings(floor.document, parsed)
+    if wrong:
+        raise ValueError("; ".join(wrong))
     return TenantRecord(0, parsed, "", actor, "")
 
 

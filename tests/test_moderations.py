@@ -59,6 +59,13 @@ async def test_what_it_cannot_take_is_a_400_in_openai_shape(
             headers={"Authorization": f"Bearer {token('acme', 'user')}"},
         )
         assert unknown.status_code == 400 and unknown.json()["error"]["param"] == "tools"
+        candidate = await raw.post(
+            "/v1/moderations",
+            json={"input": "hi", "policy": {"categories": {}}},
+            headers={"Authorization": f"Bearer {token('acme', 'user')}"},
+        )
+        assert candidate.status_code == 403, candidate.text  # a dry run is an admin's
+        assert candidate.json()["error"]["type"] == "permission_error"
         unauthenticated = await raw.post("/v1/moderations", json={"input": "hi"})
         assert unauthenticated.status_code == 401
         assert unauthenticated.json()["error"]["type"] == "authentication_error"

@@ -57,6 +57,15 @@ async def test_a_tenant_policy_refuses_more_for_its_tenant_only_and_never_less(
         "categories.violence.threshold: 0.9 is above the operator's 0.57, which would refuse less"
     ]
     assert (await api.get("/v1/policy", headers=user)).json() == before
+    for bad in (
+        {"categories": {"violence": {"rules": ["(unclosed"]}}},
+        {"categories": {"gossip": {"rules": ["x"]}}},
+        {"categories": {}, "extra": 1},
+    ):
+        refused = await api.put("/v1/policy", json=bad, headers=admin)
+        assert refused.status_code == 422, (bad, refused.text)
+        assert refused.json()["code"] == "validation_error", refused.text
+    assert (await api.get("/v1/policy", headers=user)).json() == before
 
     changed = await api.put("/v1/policy", json=ZORBLAX, headers=admin)
     assert changed.status_code == 200, changed.text

@@ -16,7 +16,7 @@ from api.schemas.policy import PolicyOut
 from api.temporal_errors import temporal_errors
 from core.errors import InvalidRequest, PolicyLoosens
 from core.telemetry import current_traceparent
-from core.tenant_policy import TenantAdditions, loosenings
+from core.tenant_policy import TenantAdditions, loosenings, unknown_categories
 from core.workflow_ids import policy_change_id
 from workflows.tenant_policy.types import PolicyChangeRequest
 from workflows.tenant_policy.workflow import PolicyChangeWorkflow
@@ -40,6 +40,9 @@ async def put_policy(
     policies: TenantPoliciesDep,
 ) -> PolicyOut:
     """Replace the tenant's additions; the tenant's next turn is checked with them."""
+    unknown = unknown_categories(policies.floor.document, additions)
+    if unknown:
+        raise InvalidRequest("; ".join(unknown) + ". Nothing changed.")
     loose = loosenings(policies.floor.document, additions)
     if loose:
         raise PolicyLoosens(
