@@ -25,7 +25,10 @@ with workflow.unsafe.imports_passed_through():
 _RETRY = RetryPolicy(maximum_interval=timedelta(seconds=10))
 
 
-@workflow.defn
+# Outside the sandbox, as ConversationWorkflow: deterministic by its code (workflow APIs
+# only); the modules of its activities' types load Redis and OpenTelemetry lazily, which the
+# sandbox would warn of at every worker start.
+@workflow.defn(sandboxed=False)
 class ErasureWorkflow:
     def __init__(self) -> None:
         self._progress = ErasureProgress()

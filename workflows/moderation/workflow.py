@@ -16,7 +16,10 @@ with workflow.unsafe.imports_passed_through():
     from core.moderation.verdict import Scan, ScanRequest
 
 
-@workflow.defn
+# Outside the sandbox, as ConversationWorkflow: deterministic by its code (workflow APIs
+# only); the modules of its activities' types load Redis and OpenTelemetry lazily, which the
+# sandbox would warn of at every worker start.
+@workflow.defn(sandboxed=False)
 class ModerationWorkflow:
     @workflow.run
     async def run(self, request: ScanRequest) -> list[Scan]:

@@ -20,7 +20,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.tenant_policy.types import PolicyChangeRequest
 
 
-@workflow.defn
+# Outside the sandbox, as ConversationWorkflow: deterministic by its code (workflow APIs
+# only); the modules of its activities' types load Redis and OpenTelemetry lazily, which the
+# sandbox would warn of at every worker start.
+@workflow.defn(sandboxed=False)
 class PolicyChangeWorkflow:
     def __init__(self) -> None:
         self._stored: StoredPolicy | None = None
