@@ -22,7 +22,6 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import cast
 
 from openai import AsyncOpenAI, BadRequestError, omit
@@ -31,7 +30,6 @@ from opentelemetry import trace
 from opentelemetry.propagate import inject
 from opentelemetry.trace import SpanKind
 from temporalio import activity
-from temporalio.common import MetricMeter
 from temporalio.exceptions import ApplicationError
 
 from activities.redis_stream import StreamEvent, StreamTarget, TurnStreams
@@ -100,13 +98,9 @@ class SlmActivities:
         streams: TurnStreams,
         admission: Admission,
         ledger: UsageLedger,
-        meter: MetricMeter,
     ) -> None:
         self._moderators = moderators
         self._ledger = ledger
-        self._tokens = meter.create_counter(
-            "orchestrator_tokens_total", "Tokens of the tenants' turns, prompt and completion."
-        )
         self._admission = admission
         self._model = settings.slm_model
         self._prompts = PromptCounter(settings.slm_url, settings.slm_api_key)
@@ -157,13 +151,9 @@ class SlmActivities:
         self, request: CompletionRequest, prompt: int, completion: int, verdict: Verdict
     ) -> None:
         """Count the turn's tokens once, as its record will keep them."""
-        if request.account is None:
-            return
-        refused = verdict.category if verdict.decision == "refuse" else None
-        await self._ledger.settle(request.account, prompt, completion, refused, datetime.now(UTC))
-        labels = {"tenant": request.account.tenant}
-        self._tokens.add(prompt, {**labels, "kind": "prompt"})
-        self._tokens.add(completion, {**labels, "kind": "completion"})
+        if request.account is not None:
+            refused = verdict.category if verdict.decision == "refuse" else None
+            await self._ledger.settle(request.account, prompt, completion, refused)
 
     async def _call(
         self, request: CompletionRequest, admitted: Admitted | None, moderator: Moderator

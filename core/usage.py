@@ -19,6 +19,7 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
+from temporalio.common import MetricMeter
 
 log = logging.getLogger("orchestrator.usage")
 
@@ -152,9 +153,12 @@ def day_ttl() -> int:
 class UsageLedger:
     """Settles turns' usage (the worker's SLM activity)."""
 
-    def __init__(self, redis: Redis, window_seconds: int) -> None:
+    def __init__(self, redis: Redis, window_seconds: int, meter: MetricMeter) -> None:
         self._settle = redis.register_script(SETTLE)
         self._window = window_seconds
+        self._tokens = meter.create_counter(
+            "orchestrator_tokens_total", "Tokens of the tenants' turns, prompt and completion."
+        )
 
     async def settle(
         self,
@@ -162,10 +166,10 @@ class UsageLedger:
         prompt_tokens: int,
         completion_tokens: int,
         refused: str | None,
-        when: dt.datetime,
     ) -> None:
-        """Count the turn (again: a later attempt's numbers replace an earlier one's). Best
-        effort: while Redis is away the turn goes on, uncounted, and a warning says so."""
+        """Count the turn (again: a later attempt's numbers replace an earlier one's), now.
+        Best effort: while Redis is away the turn goes on, uncounted, and a warning says so."""
+        when = dt.datetime.now(dt.UTC)
         number, _ = window_of(when, self._window)
         keys = settle_keys(account, day_of(when), number)
         args: list[str | int] = [
@@ -181,3 +185,6 @@ class UsageLedger:
             await self._settle(keys=keys, args=args)
         except RedisError as error:
             log.warning("usage of %s not counted (Redis): %s", account.turn, error)
+        labels = {"tenant": account.tenant}
+        self._tokens.add(prompt_tokens, {**labels, "kind": "prompt"})
+        self._tokens.add(completion_tokens, {**labels, "kind": "completion"})

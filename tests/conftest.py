@@ -114,8 +114,7 @@ def slm_activities(settings: Settings, redis: Redis) -> Callable[..., SlmActivit
             moderators,
             TurnStreams(redis),
             Admission(lock.read_lease),
-            UsageLedger(redis, settings.quota_window_seconds),
-            Runtime.default().metric_meter,
+            UsageLedger(redis, settings.quota_window_seconds, Runtime.default().metric_meter),
         )
 
     return make

@@ -135,8 +135,7 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
                 moderators,
                 streams,
                 Admission(lock.read_lease),
-                UsageLedger(redis, settings.quota_window_seconds),
-                runtime.metric_meter,
+                UsageLedger(redis, settings.quota_window_seconds, runtime.metric_meter),
             )
             resources.push_async_callback(slm.close)
             _serve(
