@@ -16,9 +16,12 @@ A text's likeliest category scores P(harmful); the others less. The thresholds a
 out-of-fold scores of the training split alone (5-fold cross-validation): the lowest one
 threshold at which at most `--benign` of the benign and `--hard-benign` of the hard benign
 training requests are refused, for every category (an operator may then set some stricter).
-The held-out split is never read here. The heads go to `core/moderation/model/heads.npz`;
-`--write-policy` also writes the thresholds and the heads' version into the bundled policy
-(a new constitution hash).
+A turn with turns before it is refused at the threshold plus a
+margin: the smallest at which at most `--conversation-benign` of the benign and
+`--conversation-hard-benign` of the hard benign training conversations have a refused turn,
+out of fold. The held-out split is never read here. The heads go to
+`core/moderation/model/heads.npz`; `--write-policy` also writes the thresholds, the margin
+and the heads' version into the bundled policy (a new constitution hash).
 """
 
 from __future__ import annotations
@@ -62,6 +65,9 @@ SEEDS = 3
 CONTEXT_TURNS = 3
 #: A turn this likely a follow-up is judged with its conversation, not alone.
 FOLLOW_UP_THRESHOLD = 0.5
+#: The most the threshold of a turn with turns before it may be raised (see
+#: `conversation_margin`).
+MAX_MARGIN = 0.3
 Floats = NDArray[np.float64]
 
 
@@ -156,6 +162,19 @@ def threshold(scores: Floats, sets: NDArray[np.str_], benign: float, hard: float
     return 1.0
 
 
+def conversation_margin(
+    turn_scores: list[tuple[Conversation, Floats]], t: float, benign: float, hard: float
+) -> float:
+    """The smallest margin over `t`, for turns with turns before them, at which at most
+    `benign` of the benign and `hard` of the hard benign training conversations have a
+    refused turn (out of fold); the largest tried when none does."""
+    for candidate in np.arange(0.0, MAX_MARGIN + 1e-9, 0.005):
+        rates = conversation_rates(turn_scores, t, float(candidate))
+        if rates.get("benign", 0) <= benign and rates.get("hard_benign", 0) <= hard:
+            return round(float(candidate), 3)
+    return MAX_MARGIN
+
+
 def follow_up_head(x: NDArray[np.float32], follows: NDArray[np.bool_]) -> dict[str, Any]:
     """A logistic regression on the embedding: is a turn a follow-up (see conversations.py)?"""
     model = LogisticRegression(C=2, class_weight="balanced", max_iter=5000).fit(x, follows)
@@ -197,13 +216,16 @@ class Embedded:
 
 
 def conversation_rates(
-    turn_scores: list[tuple[Conversation, Floats]], t: float
+    turn_scores: list[tuple[Conversation, Floats]], t: float, margin: float = 0.0
 ) -> dict[str, float]:
-    """Out of fold at threshold `t`: benign and hard benign conversations with a refused turn,
-    harmful ones refused at or before their harm turn (per kind and overall)."""
+    """Out of fold at threshold `t` (plus `margin` from the second turn on): benign and hard
+    benign conversations with a refused turn, harmful ones refused at or before their harm
+    turn (per kind and overall)."""
     groups: dict[str, list[bool]] = {}
     for c, scores in turn_scores:
-        refused = np.flatnonzero(scores >= t)
+        bars = np.full(len(scores), t + margin)
+        bars[0] = t
+        refused = np.flatnonzero(scores >= bars)
         first = int(refused[0]) + 1 if len(refused) else None
         if c.harmful:
             right = first is not None and first <= (c.harm_turn or 0)
@@ -220,6 +242,18 @@ def main() -> None:
     parser.add_argument("--benign", type=float, default=0.02, help="benign refused, at most")
     parser.add_argument(
         "--hard-benign", type=float, default=0.08, help="hard benign refused, at most"
+    )
+    parser.add_argument(
+        "--conversation-benign",
+        type=float,
+        default=0.02,
+        help="benign conversations with a refused turn, at most",
+    )
+    parser.add_argument(
+        "--conversation-hard-benign",
+        type=float,
+        default=0.05,
+        help="hard benign conversations with a refused turn, at most",
     )
     parser.add_argument("--write-policy", action="store_true", help="update the bundled policy")
     args = parser.parse_args()
@@ -265,9 +299,16 @@ def main() -> None:
     for category in categories:
         own = (labels == category) & (sets == "harmful") & single
         print(f"  {category:17} {refused[own].mean():.3f} of {int(own.sum())}")
-    print("and of conversations (benign sets: any turn refused; harmful: caught in time):")
-    for name, rate in conversation_rates(turn_scores, chosen).items():
-        print(f"  {name:30} {rate:.3f}")
+    margin = conversation_margin(
+        turn_scores, chosen, args.conversation_benign, args.conversation_hard_benign
+    )
+    for raised in sorted({0.0, margin}):
+        print(
+            f"and of conversations with the margin {raised} from the second turn on"
+            " (benign sets: any turn refused; harmful: caught in time):"
+        )
+        for name, rate in conversation_rates(turn_scores, chosen, raised).items():
+            print(f"  {name:30} {rate:.3f}")
     model = Model(x, texts, examples, categories, args.alpha)
     arrays = model.arrays() | follow_up_head(follow_x, follows)
     digest = hashlib.sha256(b"".join(np.asarray(a).tobytes() for a in arrays.values()))
@@ -285,6 +326,7 @@ def main() -> None:
     if args.write_policy:
         policy = json.loads(POLICY.read_text())
         policy["classifier"]["heads"] = version
+        policy["classifier"]["conversation_margin"] = margin
         for category, value in thresholds.items():
             policy["categories"][category]["threshold"] = value
         POLICY.write_text(json.dumps(policy, indent=2, ensure_ascii=False) + "\n")

@@ -64,6 +64,12 @@ class ClassifierLayer(BaseModel):
     #: The version of the trained heads the thresholds were chosen for.
     heads: str = Field(min_length=1)
     stages: list[Stage] = Field(default_factory=lambda: list(STAGES))
+    #: A turn that continues a conversation (one with user turns before it) is refused at
+    #: each category's threshold plus this, in every reading: a follow-up read alone sounds
+    #: more alarming than the request it continues ("now the whole program"), so the same
+    #: score means less there. Chosen by training (classifier/train.py); 0 reads every turn
+    #: like a first one.
+    conversation_margin: float = Field(default=0.0, ge=0, lt=1)
 
 
 class GuardModel(BaseModel):

@@ -38,10 +38,12 @@ class Engine:
         self._thresholds = policy.thresholds()
         layer = policy.document.classifier
         self._classifier_stages = set(layer.stages) if layer else set()
+        self._conversation_margin = layer.conversation_margin if layer else 0.0
 
     @classmethod
-    def load(cls, policy: Policy, threads: int = 2) -> Engine:
-        """The engine `policy` asks for, with the bundled heads when it has a classifier."""
+    def load(cls, policy: Policy, threads: int = 2, spin: bool = False) -> Engine:
+        """The engine `policy` asks for, with the bundled heads when it has a classifier
+        (`threads` and `spin`: see `Embedder`)."""
         layer = policy.document.classifier
         if layer is None or policy.document.provider == "rules":
             return cls(policy, None)
@@ -54,7 +56,7 @@ class Engine:
         unknown = set(policy.thresholds()) - set(heads.categories)
         if unknown:
             raise ValueError(f"the classifier has no head for {sorted(unknown)}")
-        return cls(policy, Classifier(heads, threads))
+        return cls(policy, Classifier(heads, threads, spin))
 
     def with_policy(self, policy: Policy) -> Engine:
         """An engine for `policy` on this one's classifier; ValueError when a threshold
@@ -133,29 +135,33 @@ class Engine:
         refused ones included, never alone. Any other turn is judged alone, reading by
         reading (the first refused decides, so a request refused as written costs one
         embedding), then joined with the answered turns before it, so a request split over
-        turns is read whole."""
+        turns is read whole. A turn with turns before it is refused at each threshold plus
+        the policy's `conversation_margin`."""
         assert self._classifier is not None
+        raised = self._conversation_margin if recent else 0.0
         reading = self._classifier.read(texts[:1])
         if recent and reading.follow_up[0] >= self._classifier.follow_up_threshold:
             joined = self._classifier.scores([_joined(recent, text)])[0]
-            return self._decide(joined, "conversation")
-        finding = self._decide(reading.scores[0])
+            return self._decide(joined, raised, "conversation")
+        finding = self._decide(reading.scores[0], raised)
         for other in texts[1:]:  # what the message hides (leetspeak undone, decoded payloads)
-            finding = finding or self._decide(self._classifier.scores([other])[0])
+            finding = finding or self._decide(self._classifier.scores([other])[0], raised)
         if finding is None and answered:
             joined = self._classifier.scores([_joined(answered, text)])[0]
-            finding = self._decide(joined, "conversation")
+            finding = self._decide(joined, raised, "conversation")
         return finding
 
-    def _decide(self, scores: Array, basis: str = "message") -> Finding | None:
+    def _decide(self, scores: Array, raised: float = 0.0, basis: str = "message") -> Finding | None:
+        """The category furthest over its threshold (plus `raised`), if any is reached."""
         assert self._classifier is not None
         best: Finding | None = None
         margin = 0.0
         for index, category in enumerate(self._classifier.categories):
             threshold = self._thresholds.get(category)
             score = float(scores[index])
-            # The category furthest over its own threshold decides.
-            if threshold is not None and score >= threshold and score - threshold >= margin:
+            if threshold is None or score < threshold + raised:
+                continue
+            if score - threshold >= margin:
                 best = Finding(category, "classifier", round(score, 4), basis)
                 margin = score - threshold
         return best
