@@ -103,6 +103,12 @@ def _tenant_limits(connection: HTTPConnection) -> TenantLimits:
     return limits
 
 
+async def _limits(request: Request) -> TenantLimits:
+    """Async, as every dependency here: FastAPI runs a plain function in a worker thread,
+    a handoff that cost every turn CPU of its own."""
+    return _tenant_limits(request)
+
+
 async def _user(principal: Annotated[Principal, Depends(_principal)]) -> Principal:
     principal.require("user")
     return principal
@@ -130,7 +136,7 @@ UserPrincipal = Annotated[Principal, Depends(_user)]
 AdminPrincipal = Annotated[Principal, Depends(_admin)]
 #: Who may use the codec endpoint: ORCH_CODEC_ROLE (`operator`).
 CodecPrincipal = Annotated[Principal, Depends(_codec_user)]
-LimitsDep = Annotated[TenantLimits, Depends(_tenant_limits)]
+LimitsDep = Annotated[TenantLimits, Depends(_limits)]
 #: The session a route names, in its path.
 SessionId = Annotated[str, Path(pattern=SESSION_ID_PATTERN)]
 #: A client's key that makes a turn's request safe to send again (docs/api.md, Idempotency).

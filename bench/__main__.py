@@ -2,7 +2,8 @@
 token; `python -m bench load`: load and capacity with many live sessions;
 `python -m bench moderation`: the moderation policy on its held-out set;
 `python -m bench slm`: the SLM's tokens per second, portable build against native;
-`python -m bench pii`: personal-data redaction's cost, linear in the text.
+`python -m bench pii`: personal-data redaction's cost, linear in the text;
+`python -m bench cost`: CPU per turn per process, beside Temporal's floor, with flame graphs.
 
 Each is a report, so it exits 0 when a target is missed.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 
-from bench import harness, load, load_report, pii_scan, slm_builds, ttft, turns, turns_report
+from bench import cost, harness, load, load_report, pii_scan, slm_builds, ttft, turns, turns_report
 from bench.moderation import evaluate
 
 
@@ -100,6 +101,21 @@ def main() -> None:
         metavar="N",
         help="turns in flight (default 16)",
     )
+    spend = benchmarks.add_parser(
+        "cost", description=cost.__doc__, help="CPU per turn per process, beside the floor's"
+    )
+    spend.add_argument(
+        "--turns", type=bounded, default=200, help="turns measured per phase (default 200)"
+    )
+    # Its own dest: `--concurrency` before `cost` is the turn benchmark's.
+    spend.add_argument(
+        "--concurrency",
+        dest="cost_concurrency",
+        type=bounded,
+        default=4,
+        metavar="N",
+        help="clients, each on a session of its own (default 4)",
+    )
     benchmarks.add_parser(
         "moderation", description=evaluate.__doc__, help="moderation recall, false refusals, cost"
     )
@@ -124,6 +140,11 @@ def main() -> None:
         return
     if args.benchmark == "pii":
         pii_scan.report(pii_scan.run())
+        return
+    if args.benchmark == "cost":
+        if any(getattr(args, name) != value for name, value in TURN_DEFAULTS.items()):
+            parser.error("give cost's options after `cost`; the others are not its options")
+        cost.report(asyncio.run(cost.run(args.turns, args.cost_concurrency)))
         return
     if args.benchmark == "moderation":
         evaluate.report(evaluate.run())

@@ -6,10 +6,15 @@ chat completion to the SLM server. No API, moderation, events or search attribut
 latency minus the SLM call is Temporal's own share of a turn, which the product's
 orchestration overhead can approach but not go under. Asked for a stream, the activity
 notes when the first token came, the floor of a streamed turn's time to first token.
+
+`python -m bench.floor --address A --namespace N --chat-url U` serves both queues in a
+process of its own, so that what the floor's worker spends can be read apart (`bench.cost`).
 """
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -78,11 +83,33 @@ class FloorWorkflow:
         return reply
 
 
+@workflow.defn(sandboxed=False)
+class FloorSessionWorkflow:
+    """A session's shape: one workflow that takes turn after turn, each an update."""
+
+    @workflow.run
+    async def run(self) -> None:
+        await workflow.wait_condition(lambda: False)
+
+    @workflow.update
+    async def complete(self, body: dict[str, Any]) -> Reply:
+        reply: Reply = await workflow.execute_activity(
+            "bench.complete",
+            body,
+            task_queue=ACTIVITY_QUEUE,
+            start_to_close_timeout=timedelta(seconds=120),
+            result_type=Reply,
+        )
+        return reply
+
+
 @asynccontextmanager
 async def serving(client: Client, http: httpx.AsyncClient, chat_url: str) -> AsyncIterator[None]:
     """Workers for both floor queues, in this process, for as long as the block runs."""
     activities = FloorActivities(http, chat_url)
-    workflows = Worker(client, task_queue=WORKFLOW_QUEUE, workflows=[FloorWorkflow])
+    workflows = Worker(
+        client, task_queue=WORKFLOW_QUEUE, workflows=[FloorWorkflow, FloorSessionWorkflow]
+    )
     slm = Worker(client, task_queue=ACTIVITY_QUEUE, activities=[activities.complete])
     async with workflows, slm:
         yield
@@ -102,3 +129,37 @@ async def complete(client: Client, body: dict[str, Any]) -> tuple[Reply, TurnTra
         FloorWorkflow.complete, body, start_workflow_operation=start
     )
     return reply, TurnTrace(workflow_id, None, sent, time.time(), reply.slm_seconds)
+
+
+async def session_turn(client: Client, session: str, body: dict[str, Any]) -> Reply:
+    """One turn of the floor session `session`, started by it when it is new."""
+    start = WithStartWorkflowOperation(
+        FloorSessionWorkflow.run,
+        id=session,
+        task_queue=WORKFLOW_QUEUE,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
+    reply: Reply = await client.execute_update_with_start_workflow(
+        FloorSessionWorkflow.complete, body, start_workflow_operation=start
+    )
+    return reply
+
+
+async def _serve(address: str, namespace: str, chat_url: str) -> None:
+    client = await Client.connect(address, namespace=namespace)
+    async with httpx.AsyncClient(timeout=120) as http, serving(client, http, chat_url):
+        print("ready", flush=True)
+        await asyncio.Event().wait()  # until the bench stops this process
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.floor", description=__doc__)
+    parser.add_argument("--address", required=True, help="Temporal's host:port")
+    parser.add_argument("--namespace", default="default")
+    parser.add_argument("--chat-url", required=True, help="the SLM's chat completions URL")
+    args = parser.parse_args()
+    asyncio.run(_serve(args.address, args.namespace, args.chat_url))
+
+
+if __name__ == "__main__":
+    main()

@@ -164,6 +164,9 @@ class Settings(BaseSettings):
     openai_user_sessions: Literal["subject", "tenant"] = "subject"
     #: Threads one moderation classifier check may use (ONNX Runtime's intra-op threads).
     moderation_threads: int = Field(default=2, ge=1, le=32)
+    #: Whether those threads spin while they wait for work (ONNX Runtime's default before
+    #: 2026-12-08): about 3 ms less per check, at twice its CPU.
+    moderation_spin: bool = False
 
     conversation_idle_timeout_seconds: float = Field(default=86400.0, gt=0)
     #: The window of the token and turn quotas (ORCH_LIMITS), aligned on the epoch in UTC.

@@ -61,7 +61,7 @@ async def run_worker(settings: Settings, queue: str | None = None) -> None:
     from core.moderation.engine import Engine
 
     try:
-        engine = Engine.load(policy, settings.moderation_threads)
+        engine = Engine.load(policy, settings.moderation_threads, settings.moderation_spin)
     except ValueError as error:
         raise ConfigurationError(f"ORCH_POLICY_FILE: {error}") from None
     # The SDK's context goes into a `temporal_workflow` / `temporal_activity` field of each
