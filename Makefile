@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: dev services test test-unit promtool bench bench-ttft bench-load bench-moderation heads lint lock clean slm-rebuild
+.PHONY: dev services test test-unit promtool bench bench-ttft bench-load bench-moderation bench-cost heads lint lock clean slm-rebuild
 
 # Exact versions from the lockfile (requirements-dev.lock: the product, the embedded servers,
 # the test and lint tools), then the project itself; `make lock` renews both lockfiles.
@@ -66,6 +66,9 @@ bench-load: $(STAMP)
 
 bench-moderation: $(STAMP)
 	$(BIN)/python -m bench moderation
+
+bench-cost: $(STAMP)
+	$(BIN)/python -m bench cost
 
 # Train the moderation classifier's heads again from classifier/data/ and write them, with
 # the thresholds they were chosen with, into the bundled policy (a new constitution hash).
