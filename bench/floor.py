@@ -60,6 +60,18 @@ class FloorActivities:
         return Reply(tokens, time.perf_counter() - started)
 
 
+async def _completed(body: dict[str, Any]) -> Reply:
+    """The SLM call, an activity on the floor's second task queue (workflow code)."""
+    reply: Reply = await workflow.execute_activity(
+        "bench.complete",
+        body,
+        task_queue=ACTIVITY_QUEUE,
+        start_to_close_timeout=timedelta(seconds=120),
+        result_type=Reply,
+    )
+    return reply
+
+
 @workflow.defn(sandboxed=False)
 class FloorWorkflow:
     def __init__(self) -> None:
@@ -72,13 +84,7 @@ class FloorWorkflow:
 
     @workflow.update
     async def complete(self, body: dict[str, Any]) -> Reply:
-        reply: Reply = await workflow.execute_activity(
-            "bench.complete",
-            body,
-            task_queue=ACTIVITY_QUEUE,
-            start_to_close_timeout=timedelta(seconds=120),
-            result_type=Reply,
-        )
+        reply = await _completed(body)
         self._answered = True
         return reply
 
@@ -93,14 +99,7 @@ class FloorSessionWorkflow:
 
     @workflow.update
     async def complete(self, body: dict[str, Any]) -> Reply:
-        reply: Reply = await workflow.execute_activity(
-            "bench.complete",
-            body,
-            task_queue=ACTIVITY_QUEUE,
-            start_to_close_timeout=timedelta(seconds=120),
-            result_type=Reply,
-        )
-        return reply
+        return await _completed(body)
 
 
 @asynccontextmanager
