@@ -26,7 +26,6 @@ and py-spy are stopped by their pids.
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
 import signal
@@ -53,21 +52,29 @@ SAMPLING_RATE = 100
 WORKER_MS, API_MS, TEMPORAL_RATIO = 35.0, 6.0, 1.2
 #: The processes whose CPU is also read thread by thread.
 THREADS_OF = ("worker", "api", "floor_worker")
-TICKS = os.sysconf("SC_CLK_TCK")
 
 
-async def _rounds(concurrency: int, turns: int, take: Callable[[str], Awaitable[None]]) -> None:
-    """`turns` turns in all by `concurrency` clients, each on a session of its own, after a
-    warm-up per client."""
-    sessions = [f"cost-{uuid.uuid4().hex[:12]}" for _ in range(concurrency)]
+class Rounds:
+    """Turns by `concurrency` clients, each on a session of its own."""
 
-    async def client(session: str, count: int) -> None:
+    def __init__(self, concurrency: int, take: Callable[[str], Awaitable[None]]) -> None:
+        self._sessions = [f"cost-{uuid.uuid4().hex[:12]}" for _ in range(concurrency)]
+        self._take = take
+
+    async def warm_up(self) -> None:
+        """`WARM_UP_TURNS` turns per client: each session started, connections open."""
+        await asyncio.gather(*(self._client(s, WARM_UP_TURNS) for s in self._sessions))
+
+    async def take(self, turns: int) -> None:
+        """`turns` turns in all, shared between the clients."""
+        share, rest = divmod(turns, len(self._sessions))
+        await asyncio.gather(
+            *(self._client(s, share + (i < rest)) for i, s in enumerate(self._sessions))
+        )
+
+    async def _client(self, session: str, count: int) -> None:
         for _ in range(count):
-            await take(session)
-
-    await asyncio.gather(*(client(s, WARM_UP_TURNS) for s in sessions))
-    share, rest = divmod(turns, concurrency)
-    await asyncio.gather(*(client(s, share + (i < rest)) for i, s in enumerate(sessions)))
+            await self._take(session)
 
 
 def _cpu(pids: dict[str, int]) -> dict[str, float]:
@@ -81,22 +88,21 @@ def _threads(pid: int) -> dict[str, float]:
     for task in Path("/proc", str(pid), "task").iterdir():
         try:
             name = re.sub(r"\d+", "_", (task / "comm").read_text().strip())
-            fields = (task / "stat").read_text().rpartition(")")[2].split()
+            fields = (task / "stat").read_text()
         except (FileNotFoundError, ProcessLookupError):
             continue
-        found[name] = found.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / TICKS
+        found[name] = found.get(name, 0.0) + memory.stat_cpu_seconds(fields)
     return found
 
 
-async def _measured(
-    pids: dict[str, int], turns: int, run: Callable[[], Awaitable[None]]
-) -> dict[str, Any]:
-    """CPU-ms per turn of each of `pids` over `run`, which takes `turns` turns after its
-    warm-up (the warm-up's CPU is read out by a first, separate run)."""
+async def _measured(pids: dict[str, int], turns: int, rounds: Rounds) -> dict[str, Any]:
+    """CPU-ms per turn of each of `pids` over `turns` turns of `rounds`, after its warm-up
+    (which is not counted)."""
+    await rounds.warm_up()
     threads = {n: pids[n] for n in THREADS_OF if n in pids}
     before, started = _cpu(pids), time.perf_counter()
     threads_before = {n: _threads(pid) for n, pid in threads.items()}
-    await run()
+    await rounds.take(turns)
     seconds, after = time.perf_counter() - started, _cpu(pids)
     by_thread = {}
     for name, pid in threads.items():
@@ -165,11 +171,14 @@ def load_chat_body(stack: EmbeddedStack) -> dict[str, Any]:
     }
 
 
-async def _profiled(pids: dict[str, int], run: Callable[[], Awaitable[None]]) -> dict[str, str]:
-    """`run` with py-spy sampling each of `pids`; each flame graph's path, or why none."""
+async def _profiled(pids: dict[str, int], rounds: Rounds, turns: int) -> dict[str, str]:
+    """`turns` turns of `rounds` (after its warm-up) with py-spy sampling each of `pids`;
+    each flame graph's path, or why none."""
+    await rounds.warm_up()
     spy = shutil.which("py-spy", path=str(Path(sys.executable).parent)) or shutil.which("py-spy")
     if spy is None:
-        return dict.fromkeys(pids, "py-spy is not installed (make install)")
+        missing = "py-spy is not installed: `make bench-cost` installs the test tools"
+        return dict.fromkeys(pids, missing)
     spies = {
         name: await asyncio.create_subprocess_exec(
             *(spy, "record", "--pid", str(pid), "--rate", str(SAMPLING_RATE), "--gil"),
@@ -181,7 +190,7 @@ async def _profiled(pids: dict[str, int], run: Callable[[], Awaitable[None]]) ->
     }
     await asyncio.sleep(1)  # attached
     try:
-        await run()
+        await rounds.take(turns)
     finally:
         for process in spies.values():
             if process.returncode is None:
@@ -211,18 +220,15 @@ async def measure(stack: EmbeddedStack, turns: int, concurrency: int) -> dict[st
         try:
             floor_pids = {n: pids[n] for n in ("temporal", "slm")} | {"floor_worker": floor_pid}
             rows = {
-                "product": await _measured(
-                    pids, turns, lambda: _rounds(concurrency, turns, product.take)
-                ),
-                "floor": await _measured(
-                    floor_pids, turns, lambda: _rounds(concurrency, turns, floor_.take)
-                ),
+                "product": await _measured(pids, turns, Rounds(concurrency, product.take)),
+                "floor": await _measured(floor_pids, turns, Rounds(concurrency, floor_.take)),
             }
         finally:
             await floor_.stop()
         profiles = await _profiled(
             {n: pids[n] for n in ("worker", "api")},
-            lambda: _rounds(concurrency, turns, product.take),
+            Rounds(concurrency, product.take),
+            turns,
         )
     return {
         "turns": turns,

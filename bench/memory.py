@@ -55,15 +55,20 @@ def tree_rss(pid: int) -> int:
 
 def tree_cpu_seconds(pid: int) -> float:
     """CPU seconds (user and system) spent so far by `pid` and every process below it."""
-    ticks = 0
+    total = 0.0
     for proc in _tree(pid):
         try:
-            # After the command's closing parenthesis: state is field 3, utime 14, stime 15.
-            fields = (proc / "stat").read_text().rpartition(")")[2].split()
+            total += stat_cpu_seconds((proc / "stat").read_text())
         except (FileNotFoundError, ProcessLookupError):
             continue
-        ticks += int(fields[11]) + int(fields[12])
-    return ticks / _TICKS
+    return total
+
+
+def stat_cpu_seconds(stat: str) -> float:
+    """CPU seconds (user and system) of a process or thread, from its /proc `stat` line."""
+    # After the command's closing parenthesis: state is field 3, utime 14, stime 15.
+    fields = stat.rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / _TICKS
 
 
 async def sticky_cache(http: httpx.AsyncClient, metrics_url: str) -> dict[str, float]:
